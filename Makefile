@@ -1,0 +1,38 @@
+# genda-pse: `make demo` sets up and runs the offline demo end to end; `make test` runs the tests.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORES ?= all
+SNAKEMAKE_ARGS ?=
+APT_PACKAGES := flite espeak-ng
+
+.PHONY: demo test setup system-deps clean dryrun
+
+demo: setup
+	source $(VENV)/bin/activate && snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+test: setup
+	source $(VENV)/bin/activate && python -m pytest -q tests
+
+dryrun: setup
+	source $(VENV)/bin/activate && snakemake -n --quiet rules
+
+setup: system-deps $(VENV)/.installed
+
+# flite renders the demo's voices; installed with apt-get where it is missing (needs root or sudo).
+system-deps:
+	@missing=""; for tool in flite espeak-ng; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(APT_PACKAGES); \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+clean:
+	rm -rf results data logs benchmarks .snakemake

@@ -1,0 +1,36 @@
+# The paper's table: mean per speaker, then over speakers, for the generalist,
+# gt and every TTS system at every data size and model size; plus plots.
+
+
+rule aggregate:
+    output:
+        summary_md=report(
+            "results/summary.md", category="Results", labels={"table": "summary"}
+        ),
+        summary_csv="results/summary.csv",
+        per_speaker="results/summary_per_speaker.csv",
+        tts_md=report(
+            "results/tts_summary.md", category="TTS", labels={"table": "tts scores"}
+        ),
+        sdri_plot=report(
+            "results/plots/sdri_by_condition.png",
+            category="Results",
+            labels={"plot": "SDRi by condition"},
+        ),
+        secs_plot=report(
+            "results/plots/secs_vs_sdri.png",
+            category="TTS",
+            labels={"plot": "SECS vs SDRi"},
+        ),
+    input:
+        eval_tables=list(eval_tables().values()),
+        tts_scores=list(tts_score_summaries().values()),
+    params:
+        eval_tables=labelled_args(eval_tables()),
+        tts_scores=labelled_args(tts_score_summaries()),
+    log:
+        "logs/aggregate.log",
+    threads: 1
+    shell:
+        "python -m workflow_scripts.aggregate --eval {params.eval_tables}"
+        " --tts-scores {params.tts_scores} --out-dir results 2> {log}"

@@ -1,0 +1,74 @@
+# Zero-shot TTS: each system sees only the speaker's enrollment clip. The
+# voice conditioning is computed once per (system, speaker) and stored; the
+# synthesis job then renders the largest data size's sentences once.
+
+
+rule clone_voice:
+    output:
+        "results/voices/{tts}/{speaker}.pt",
+    input:
+        enrollment="data/demo/{speaker}/enrollment.wav",
+    params:
+        backend=lambda wildcards: config["tts"][wildcards.tts]["backend"],
+        options=lambda wildcards: json.dumps(config["tts"][wildcards.tts].get("options", {})),
+        min_enrollment_s=config.get("enrollment", {}).get("min_seconds", 2.0),
+    log:
+        "logs/clone_voice/{tts}/{speaker}.log",
+    benchmark:
+        "benchmarks/clone_voice/{tts}/{speaker}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    shell:
+        "python -m workflow_scripts.clone_voice --backend {params.backend}"
+        " --options-json {params.options:q} --enrollment {input.enrollment}"
+        " --min-enrollment-s {params.min_enrollment_s} --out {output} 2> {log}"
+
+
+rule synthesize:
+    output:
+        directory("results/speech/{tts}/{speaker}"),
+    input:
+        voice="results/voices/{tts}/{speaker}.pt",
+        sentences="data/demo/{speaker}/sentences.txt",
+    params:
+        backend=lambda wildcards: config["tts"][wildcards.tts]["backend"],
+        options=lambda wildcards: json.dumps(config["tts"][wildcards.tts].get("options", {})),
+        seed=lambda wildcards: config["tts"][wildcards.tts].get("seed", 0),
+        num_utterances=NUM_UTTERANCES,
+    log:
+        "logs/synthesize/{tts}/{speaker}.log",
+    benchmark:
+        "benchmarks/synthesize/{tts}/{speaker}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+    shell:
+        "python -m workflow_scripts.synthesize --backend {params.backend}"
+        " --options-json {params.options:q} --voice {input.voice}"
+        " --sentences {input.sentences} --num-utterances {params.num_utterances}"
+        " --speaker {wildcards.speaker} --tts {wildcards.tts} --seed {params.seed}"
+        " --out-dir {output} 2> {log}"
+
+
+rule score_tts:
+    output:
+        table="results/tts_scores/{source}/{speaker}.csv",
+        summary="results/tts_scores/{source}/{speaker}.json",
+    input:
+        enrollment="data/demo/{speaker}/enrollment.wav",
+        speech=speech_dir,
+    params:
+        asr=config["tts_scoring"]["asr"],
+        whisper_model=config["tts_scoring"].get("whisper_model", "large-v3"),
+        model_dir=config["tts_scoring"].get("model_dir", "models"),
+    log:
+        "logs/score_tts/{source}/{speaker}.log",
+    benchmark:
+        "benchmarks/score_tts/{source}/{speaker}.tsv"
+    threads: 1
+    shell:
+        "python -m workflow_scripts.score_tts --enrollment {input.enrollment}"
+        " --speech-dir {input.speech} --asr {params.asr}"
+        " --whisper-model {params.whisper_model} --model-dir {params.model_dir}"
+        " --out-csv {output.table} --out-summary {output.summary} 2> {log}"

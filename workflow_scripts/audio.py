@@ -1,0 +1,152 @@
+"""Audio I/O at the workflow's edge: 16 kHz mono float32 inside, soundfile on disk.
+
+Every reader checks the file before any heavy work and names it in the error;
+every writer writes to a temporary name and renames it when complete, so a
+killed job never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+SAMPLE_RATE = 16000
+log = logging.getLogger(__name__)
+
+
+class AudioError(ValueError):
+    """A problem with an audio file, with the file named in the message."""
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling; a no-op when the rates match."""
+    if sr_in == sr_out:
+        return audio.astype(np.float32, copy=False)
+    g = gcd(int(sr_in), int(sr_out))
+    out = resample_poly(audio, sr_out // g, sr_in // g, axis=0)
+    return out.astype(np.float32)
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read a file as mono float32 at `sample_rate`.
+
+    Stereo is averaged to mono (logged); other sample rates are resampled
+    (logged). Missing, unreadable, empty or non-finite audio raises AudioError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found")
+    try:
+        audio, sr_in = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types
+        raise AudioError(f"{path}: cannot read audio ({exc})") from exc
+    if audio.shape[0] == 0:
+        raise AudioError(f"{path}: audio file is empty (0 samples)")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(f"{path}: audio contains NaN or Inf samples")
+    if audio.shape[1] > 1:
+        log.warning("%s: %d channels, averaged to mono", path, audio.shape[1])
+    audio = audio.mean(axis=1)
+    if sr_in != sample_rate:
+        log.info("%s: resampled from %d Hz to %d Hz", path, sr_in, sample_rate)
+        audio = resample(audio, sr_in, sample_rate)
+    return audio.astype(np.float32, copy=False)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write mono float32 audio atomically (temporary name, then rename)."""
+    path = Path(path)
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise AudioError(f"{path}: expected mono audio, got shape {audio.shape}")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(f"{path}: refusing to write NaN or Inf samples")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.wav", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, audio, sample_rate, subtype="FLOAT")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield a temporary sibling folder that becomes `path` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def peak_normalize(audio: np.ndarray, peak: float = 0.9) -> np.ndarray:
+    """Scale so that max |x| == peak; silent input is returned unchanged."""
+    top = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if top == 0.0:
+        return audio.astype(np.float32, copy=False)
+    return (audio * (peak / top)).astype(np.float32)
+
+
+def fit_length(signal: np.ndarray, num_samples: int, offset: int = 0) -> np.ndarray:
+    """Tile (cyclically) or crop `signal` to `num_samples`, starting at `offset`."""
+    if signal.size == 0:
+        raise AudioError("cannot fit an empty signal to a length")
+    idx = (np.arange(num_samples) + offset) % signal.size
+    return signal[idx]
+
+
+def power(signal: np.ndarray) -> float:
+    return float(np.mean(np.square(signal, dtype=np.float64)))
+
+
+def scale_to_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """Return `noise` scaled so that 10 log10(P_clean / P_noise) == snr_db."""
+    noise_power = power(noise)
+    if noise_power == 0.0:
+        raise AudioError("noise is silent: cannot mix at a given SNR")
+    gain = np.sqrt(power(clean) / (noise_power * 10.0 ** (snr_db / 10.0)))
+    return (noise * gain).astype(np.float32)
+
+
+def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, offset: int = 0):
+    """Mix clean speech with noise (tiled/cropped to length) at `snr_db`.
+
+    Returns (mixture, scaled_noise), both the length of `clean`.
+    """
+    noise = fit_length(noise, clean.size, offset)
+    scaled = scale_to_snr(clean, noise, snr_db)
+    return (clean + scaled).astype(np.float32), scaled
