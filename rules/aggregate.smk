@@ -31,6 +31,8 @@ rule aggregate:
     log:
         "logs/aggregate.log",
     threads: 1
+    conda:
+        "../envs/pse-torch.yaml"
     shell:
         "python -m workflow_scripts.aggregate --eval {params.eval_tables}"
         " --tts-scores {params.tts_scores} --out-dir results 2> {log}"

@@ -104,3 +104,7 @@ def get_final_output():
         "results/plots/sdri_by_condition.png",
         "results/plots/secs_vs_sdri.png",
     ]
+
+
+# Jobs import the steps from this checkout, whichever environment runs them.
+shell.prefix("export PYTHONPATH=" + workflow.basedir + "${{PYTHONPATH:+:$PYTHONPATH}}; ")

@@ -16,6 +16,8 @@ rule evaluate_generalist:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../envs/pse-torch.yaml"
     shell:
         "python -m workflow_scripts.evaluate --model {input.model}"
         " --test-dir {input.test} --threads {threads}"
@@ -36,6 +38,8 @@ rule evaluate_finetuned:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../envs/pse-torch.yaml"
     shell:
         "python -m workflow_scripts.evaluate --model {input.model}"
         " --test-dir {input.test} --threads {threads}"

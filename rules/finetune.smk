@@ -22,6 +22,8 @@ rule finetune:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../envs/pse-torch.yaml"
     shell:
         "python -m workflow_scripts.finetune --init {input.generalist}"
         " --speech-dir {input.speech} --num-train {params.num_train}"

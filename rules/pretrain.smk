@@ -19,6 +19,8 @@ rule pretrain:
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../envs/pse-torch.yaml"
     shell:
         "python -m workflow_scripts.pretrain --speech-dir {input.speech}"
         " --noise-dir {input.noises} --model-size {wildcards.model} {params.recipe}"

@@ -19,6 +19,8 @@ rule clone_voice:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../envs/tts-offline.yaml"
     shell:
         "python -m workflow_scripts.clone_voice --backend {params.backend}"
         " --options-json {params.options:q} --enrollment {input.enrollment}"
@@ -43,6 +45,8 @@ rule synthesize:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../envs/tts-offline.yaml"
     shell:
         "python -m workflow_scripts.synthesize --backend {params.backend}"
         " --options-json {params.options:q} --voice {input.voice}"
@@ -67,6 +71,8 @@ rule score_tts:
     benchmark:
         "benchmarks/score_tts/{source}/{speaker}.tsv"
     threads: 1
+    conda:
+        "../envs/tts-scoring.yaml"
     shell:
         "python -m workflow_scripts.score_tts --enrollment {input.enrollment}"
         " --speech-dir {input.speech} --asr {params.asr}"

@@ -33,6 +33,8 @@ rule build_world:
     benchmark:
         "benchmarks/build_world/{speaker}.tsv"
     threads: 1
+    conda:
+        "../envs/tts-offline.yaml"
     shell:
         "python -m workflow_scripts.build_world --speaker {wildcards.speaker}"
         " --seed {params.seed} --sentences {input.sentences}"
@@ -55,6 +57,8 @@ rule build_background:
     benchmark:
         "benchmarks/build_background.tsv"
     threads: 1
+    conda:
+        "../envs/tts-offline.yaml"
     shell:
         "python -m workflow_scripts.build_background {params.background}"
         " --base-voices {params.base_voices} --sentences {input.sentences}"
