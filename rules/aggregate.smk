@@ -3,6 +3,9 @@
 
 
 rule aggregate:
+    input:
+        eval_tables=list(eval_tables().values()),
+        tts_scores=list(tts_score_summaries().values()),
     output:
         summary_md=report(
             "results/summary.md", category="Results", labels={"table": "summary"}
@@ -22,17 +25,14 @@ rule aggregate:
             category="TTS",
             labels={"plot": "SECS vs SDRi"},
         ),
-    input:
-        eval_tables=list(eval_tables().values()),
-        tts_scores=list(tts_score_summaries().values()),
+    log:
+        "logs/aggregate.log",
+    conda:
+        "../envs/pse-torch.yaml"
+    threads: 1
     params:
         eval_tables=labelled_args(eval_tables()),
         tts_scores=labelled_args(tts_score_summaries()),
-    log:
-        "logs/aggregate.log",
-    threads: 1
-    conda:
-        "../envs/pse-torch.yaml"
     shell:
         "python -m workflow_scripts.aggregate --eval {params.eval_tables}"
         " --tts-scores {params.tts_scores} --out-dir results 2> {log}"

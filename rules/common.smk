@@ -4,7 +4,6 @@ import shlex
 import pandas as pd
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 
@@ -47,7 +46,7 @@ def cli_args(options):
     """A dict of options as command-line arguments (`snr_db: [a, b]` -> `--snr-db a b`)."""
     args = []
     for key, value in options.items():
-        args.append("--" + key.replace("_", "-"))
+        args.append(f"--{key.replace('_', '-')}")
         values = value if isinstance(value, list) else [value]
         args.extend(shlex.quote(str(v)) for v in values)
     return " ".join(args)
@@ -76,7 +75,9 @@ def eval_tables():
     tables = {}
     for model in MODEL_SIZES:
         for speaker in speakers.index:
-            tables[f"{model}:generalist:-:{speaker}"] = f"results/eval/{model}/generalist/{speaker}.csv"
+            tables[f"{model}:generalist:-:{speaker}"] = (
+                f"results/eval/{model}/generalist/{speaker}.csv"
+            )
             for source, size in finetuned_conditions():
                 tables[f"{model}:{source}:{size}:{speaker}"] = (
                     f"results/eval/{model}/{source}/{size}/{speaker}.csv"
@@ -107,4 +108,4 @@ def get_final_output():
 
 
 # Jobs import the steps from this checkout, whichever environment runs them.
-shell.prefix("export PYTHONPATH=" + workflow.basedir + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
+shell.prefix(f"export PYTHONPATH={workflow.basedir}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")

@@ -3,27 +3,27 @@
 
 
 rule finetune:
-    output:
-        model="results/finetune/{model}/{source}/{size}/{speaker}/model.pt",
-        history="results/finetune/{model}/{source}/{size}/{speaker}/training_log.csv",
     input:
         generalist=generalist_checkpoint,
         speech=speech_dir,
         noises="data/demo/{speaker}/noises",
+    output:
+        model="results/finetune/{model}/{source}/{size}/{speaker}/model.pt",
+        history="results/finetune/{model}/{source}/{size}/{speaker}/training_log.csv",
+    log:
+        "logs/finetune/{model}/{source}/{size}/{speaker}.log",
+    benchmark:
+        "benchmarks/finetune/{model}/{source}/{size}/{speaker}.tsv"
+    conda:
+        "../envs/pse-torch.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         num_train=lambda wildcards: DATA_SIZES[wildcards.size]["train"],
         num_val=lambda wildcards: DATA_SIZES[wildcards.size]["val"],
         recipe=cli_args(config["finetune"]),
         out_dir="results/finetune/{model}/{source}/{size}/{speaker}",
-    log:
-        "logs/finetune/{model}/{source}/{size}/{speaker}.log",
-    benchmark:
-        "benchmarks/finetune/{model}/{source}/{size}/{speaker}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/pse-torch.yaml"
     shell:
         "python -m workflow_scripts.finetune --init {input.generalist}"
         " --speech-dir {input.speech} --num-train {params.num_train}"

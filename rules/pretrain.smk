@@ -3,24 +3,24 @@
 
 
 rule pretrain:
-    output:
-        model="results/pretrain/{model}/model.pt",
-        history="results/pretrain/{model}/training_log.csv",
     input:
         speech="data/background/speech",
         noises="data/background/noises",
-    params:
-        recipe=cli_args(config["generalist"]["pretrain"]),
-        out_dir="results/pretrain/{model}",
+    output:
+        model="results/pretrain/{model}/model.pt",
+        history="results/pretrain/{model}/training_log.csv",
     log:
         "logs/pretrain/{model}.log",
     benchmark:
         "benchmarks/pretrain/{model}.tsv"
+    conda:
+        "../envs/pse-torch.yaml"
     threads: 2
     resources:
         gpu=1,
-    conda:
-        "../envs/pse-torch.yaml"
+    params:
+        recipe=cli_args(config["generalist"]["pretrain"]),
+        out_dir="results/pretrain/{model}",
     shell:
         "python -m workflow_scripts.pretrain --speech-dir {input.speech}"
         " --noise-dir {input.noises} --model-size {wildcards.model} {params.recipe}"

@@ -4,23 +4,25 @@
 
 
 rule clone_voice:
-    output:
-        "results/voices/{tts}/{speaker}.pt",
     input:
         enrollment="data/demo/{speaker}/enrollment.wav",
-    params:
-        backend=lambda wildcards: config["tts"][wildcards.tts]["backend"],
-        options=lambda wildcards: json.dumps(config["tts"][wildcards.tts].get("options", {})),
-        min_enrollment_s=config.get("enrollment", {}).get("min_seconds", 2.0),
+    output:
+        "results/voices/{tts}/{speaker}.pt",
     log:
         "logs/clone_voice/{tts}/{speaker}.log",
     benchmark:
         "benchmarks/clone_voice/{tts}/{speaker}.tsv"
+    conda:
+        "../envs/tts-offline.yaml"
     threads: 1
     resources:
         gpu=1,
-    conda:
-        "../envs/tts-offline.yaml"
+    params:
+        backend=lambda wildcards: config["tts"][wildcards.tts]["backend"],
+        options=lambda wildcards: json.dumps(
+            config["tts"][wildcards.tts].get("options", {})
+        ),
+        min_enrollment_s=config.get("enrollment", {}).get("min_seconds", 2.0),
     shell:
         "python -m workflow_scripts.clone_voice --backend {params.backend}"
         " --options-json {params.options:q} --enrollment {input.enrollment}"
@@ -28,25 +30,27 @@ rule clone_voice:
 
 
 rule synthesize:
-    output:
-        directory("results/speech/{tts}/{speaker}"),
     input:
         voice="results/voices/{tts}/{speaker}.pt",
         sentences="data/demo/{speaker}/sentences.txt",
-    params:
-        backend=lambda wildcards: config["tts"][wildcards.tts]["backend"],
-        options=lambda wildcards: json.dumps(config["tts"][wildcards.tts].get("options", {})),
-        seed=lambda wildcards: config["tts"][wildcards.tts].get("seed", 0),
-        num_utterances=NUM_UTTERANCES,
+    output:
+        directory("results/speech/{tts}/{speaker}"),
     log:
         "logs/synthesize/{tts}/{speaker}.log",
     benchmark:
         "benchmarks/synthesize/{tts}/{speaker}.tsv"
+    conda:
+        "../envs/tts-offline.yaml"
     threads: 1
     resources:
         gpu=1,
-    conda:
-        "../envs/tts-offline.yaml"
+    params:
+        backend=lambda wildcards: config["tts"][wildcards.tts]["backend"],
+        options=lambda wildcards: json.dumps(
+            config["tts"][wildcards.tts].get("options", {})
+        ),
+        seed=lambda wildcards: config["tts"][wildcards.tts].get("seed", 0),
+        num_utterances=NUM_UTTERANCES,
     shell:
         "python -m workflow_scripts.synthesize --backend {params.backend}"
         " --options-json {params.options:q} --voice {input.voice}"
@@ -56,23 +60,23 @@ rule synthesize:
 
 
 rule score_tts:
-    output:
-        table="results/tts_scores/{source}/{speaker}.csv",
-        summary="results/tts_scores/{source}/{speaker}.json",
     input:
         enrollment="data/demo/{speaker}/enrollment.wav",
         speech=speech_dir,
-    params:
-        asr=config["tts_scoring"]["asr"],
-        whisper_model=config["tts_scoring"].get("whisper_model", "large-v3"),
-        model_dir=config["tts_scoring"].get("model_dir", "models"),
+    output:
+        table="results/tts_scores/{source}/{speaker}.csv",
+        summary="results/tts_scores/{source}/{speaker}.json",
     log:
         "logs/score_tts/{source}/{speaker}.log",
     benchmark:
         "benchmarks/score_tts/{source}/{speaker}.tsv"
-    threads: 1
     conda:
         "../envs/tts-scoring.yaml"
+    threads: 1
+    params:
+        asr=config["tts_scoring"]["asr"],
+        whisper_model=config["tts_scoring"].get("whisper_model", "large-v3"),
+        model_dir=config["tts_scoring"].get("model_dir", "models"),
     shell:
         "python -m workflow_scripts.score_tts --enrollment {input.enrollment}"
         " --speech-dir {input.speech} --asr {params.asr}"

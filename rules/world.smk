@@ -4,6 +4,8 @@
 
 
 rule build_world:
+    input:
+        sentences=config["demo_world"]["sentences"],
     output:
         enrollment="data/demo/{speaker}/enrollment.wav",
         sentences="data/demo/{speaker}/sentences.txt",
@@ -11,8 +13,13 @@ rule build_world:
         noises=directory("data/demo/{speaker}/noises"),
         test=directory("data/demo/{speaker}/test"),
         voice="data/demo/{speaker}/voice.json",
-    input:
-        sentences=config["demo_world"]["sentences"],
+    log:
+        "logs/build_world/{speaker}.log",
+    benchmark:
+        "benchmarks/build_world/{speaker}.tsv"
+    conda:
+        "../envs/tts-offline.yaml"
+    threads: 1
     params:
         seed=lambda wildcards: int(speakers.loc[wildcards.speaker, "seed"]),
         num_sentences=NUM_UTTERANCES,
@@ -28,13 +35,6 @@ rule build_world:
             }
         ),
         test_snrs=" ".join(map(str, config["demo_world"]["test_snrs_db"])),
-    log:
-        "logs/build_world/{speaker}.log",
-    benchmark:
-        "benchmarks/build_world/{speaker}.tsv"
-    threads: 1
-    conda:
-        "../envs/tts-offline.yaml"
     shell:
         "python -m workflow_scripts.build_world --speaker {wildcards.speaker}"
         " --seed {params.seed} --sentences {input.sentences}"
@@ -44,21 +44,21 @@ rule build_world:
 
 
 rule build_background:
+    input:
+        sentences=config["demo_world"]["sentences"],
     output:
         speech=directory("data/background/speech"),
         noises=directory("data/background/noises"),
-    input:
-        sentences=config["demo_world"]["sentences"],
-    params:
-        background=cli_args(config["demo_world"]["background"]),
-        base_voices=" ".join(config["demo_world"]["base_voices"]),
     log:
         "logs/build_background.log",
     benchmark:
         "benchmarks/build_background.tsv"
-    threads: 1
     conda:
         "../envs/tts-offline.yaml"
+    threads: 1
+    params:
+        background=cli_args(config["demo_world"]["background"]),
+        base_voices=" ".join(config["demo_world"]["base_voices"]),
     shell:
         "python -m workflow_scripts.build_background {params.background}"
         " --base-voices {params.base_voices} --sentences {input.sentences}"

@@ -171,3 +171,12 @@ def test_demo_config_matches_schema():
     for name in ["config.yaml", "tests/config/ci.yaml"]:
         jsonschema.validate(load_config(name), schema)
 
+
+
+def test_lint_is_clean_and_snakefmt_leaves_rules_unchanged():
+    lint = subprocess.run(SNAKEMAKE + ["--lint", "--snakefile", str(REPO / "Snakefile")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    files = [str(REPO / "Snakefile"), *map(str, sorted((REPO / "rules").glob("*.smk")))]
+    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stderr
