@@ -1,0 +1,134 @@
+"""Estimate a TTS system's voice conditioning from one enrollment clip.
+
+    python -m workflow_scripts.clone_voice --backend world_clone --options-json '{}' \
+        --enrollment data/demo/spk01/enrollment.wav --out results/voices/worldclone/spk01.pt
+
+The enrollment clip is the only thing a TTS system may see of the target
+speaker. The conditioning is computed once and saved as
+{"backend", "options", "conditioning", "enrollment"} (torch.save), which the
+synthesis step reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from workflow_scripts.audio import SAMPLE_RATE, AudioError, read_audio
+from workflow_scripts.tts import get_backend
+
+log = logging.getLogger("clone_voice")
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when a GPU is visible, else "cpu"."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def parse_options(options_json: str) -> dict:
+    """Backend options from the command line; must be a JSON object."""
+    try:
+        options = json.loads(options_json)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--options-json is not valid JSON ({exc}): {options_json!r}") from exc
+    if not isinstance(options, dict):
+        raise ValueError(f"--options-json must be a JSON object, got {options_json!r}")
+    return options
+
+
+def read_enrollment(enrollment_wav: Path, min_enrollment_s: float) -> np.ndarray:
+    """The enrollment clip at 16 kHz, checked to be long enough and not silent."""
+    enrollment = read_audio(enrollment_wav)
+    duration_s = enrollment.size / SAMPLE_RATE
+    if duration_s < min_enrollment_s:
+        raise AudioError(
+            f"{enrollment_wav}: enrollment clip is {duration_s:.2f} s long, "
+            f"shorter than the minimum of {min_enrollment_s:.2f} s (--min-enrollment-s)"
+        )
+    if float(np.max(np.abs(enrollment))) == 0.0:
+        raise AudioError(f"{enrollment_wav}: enrollment clip is silent")
+    return enrollment
+
+
+def describe(conditioning: dict) -> str:
+    """One short line per conditioning entry, for the log."""
+    lines = []
+    for key, value in conditioning.items():
+        shape = getattr(value, "shape", None)
+        if shape is not None and len(shape) > 0:
+            lines.append(f"  {key}: array of shape {tuple(shape)}")
+        elif isinstance(value, (list, tuple)) and len(value) > 8:
+            lines.append(f"  {key}: sequence of {len(value)} values")
+        else:
+            lines.append(f"  {key}: {value!r}")
+    return "\n".join(lines) if lines else "  (empty)"
+
+
+def save_torch_atomic(obj, path: Path) -> None:
+    """torch.save to a temporary name beside `path`, then rename."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def clone_voice(backend_name: str, options: dict, enrollment_wav: Path, out: Path,
+                device: str = "auto", min_enrollment_s: float = 2.0) -> dict:
+    """Compute and save the conditioning; returns what was saved."""
+    enrollment = read_enrollment(enrollment_wav, min_enrollment_s)
+    log.info("enrollment %s: %.2f s", enrollment_wav, enrollment.size / SAMPLE_RATE)
+    backend = get_backend(backend_name, device=resolve_device(device), **options)
+    log.info("backend %s on %s, options %s", backend_name, backend.device,
+             json.dumps(options, sort_keys=True))
+    conditioning = backend.compute_conditioning(enrollment, SAMPLE_RATE)
+    log.info("estimated conditioning:\n%s", describe(conditioning))
+    record = {
+        "backend": backend_name,
+        "options": options,
+        "conditioning": conditioning,
+        "enrollment": {"path": str(enrollment_wav), "duration_s": enrollment.size / SAMPLE_RATE},
+    }
+    save_torch_atomic(record, out)
+    log.info("wrote %s", out)
+    return record
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", required=True, help="TTS backend name (workflow_scripts.tts.BACKENDS)")
+    parser.add_argument("--options-json", default="{}", help="backend options as a JSON object")
+    parser.add_argument("--enrollment", required=True, type=Path, help="enrollment clip (wav)")
+    parser.add_argument("--out", required=True, type=Path, help="conditioning file (.pt)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--min-enrollment-s", type=float, default=2.0,
+                        help="refuse enrollment clips shorter than this (seconds)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    clone_voice(args.backend, parse_options(args.options_json), args.enrollment, args.out,
+                device=args.device, min_enrollment_s=args.min_enrollment_s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Synthesize a speaker's sentences with a TTS system into a speech folder.
+
+    python -m workflow_scripts.synthesize --backend world_clone --options-json '{}' \
+        --voice results/voices/worldclone/spk01.pt --sentences data/demo/spk01/sentences.txt \
+        --num-utterances 44 --speaker spk01 --tts worldclone --seed 0 \
+        --out-dir results/speech/worldclone/spk01
+
+The first N sentences are rendered in order (the folder's row order is the
+order of use), resampled once to 16 kHz and peak-normalised. Each utterance
+has its own seed, derived from (seed, speaker, tts, utterance index, attempt),
+so a rerun reproduces the same audio. An utterance whose synthesis raises, or
+returns empty, silent or non-finite audio, is retried with a new seed; one
+that still fails is skipped and listed in `failures.csv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from workflow_scripts.audio import SAMPLE_RATE, atomic_dir, peak_normalize, resample, write_audio
+from workflow_scripts.clone_voice import parse_options, resolve_device
+from workflow_scripts.tts import TTSBackend, get_backend
+
+log = logging.getLogger("synthesize")
+
+SILENCE_PEAK = 1e-4  # an output whose peak |x| is below this counts as silent
+
+
+def read_sentences(sentences_txt: Path, num_utterances: int) -> list[str]:
+    """The first `num_utterances` non-empty lines; fails if there are fewer."""
+    if not sentences_txt.is_file():
+        raise FileNotFoundError(f"{sentences_txt}: sentences file not found")
+    lines = [" ".join(line.split()) for line in sentences_txt.read_text(encoding="utf-8").splitlines()]
+    sentences = [line for line in lines if line]
+    if len(sentences) < num_utterances:
+        raise ValueError(
+            f"{sentences_txt}: has {len(sentences)} non-empty lines, "
+            f"fewer than the {num_utterances} utterances requested (--num-utterances)"
+        )
+    return sentences[:num_utterances]
+
+
+def read_voice(voice_pt: Path, backend_name: str) -> dict:
+    """The conditioning file written by clone_voice, checked to belong to `backend_name`."""
+    import torch
+
+    if not voice_pt.is_file():
+        raise FileNotFoundError(f"{voice_pt}: voice conditioning file not found")
+    try:
+        record = torch.load(voice_pt, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"{voice_pt}: cannot read voice conditioning ({exc})") from exc
+    if not isinstance(record, dict) or not {"backend", "options", "conditioning"} <= set(record):
+        raise ValueError(
+            f"{voice_pt}: not a voice conditioning file (expected keys backend, options, conditioning)"
+        )
+    if record["backend"] != backend_name:
+        raise ValueError(
+            f"{voice_pt}: conditioning was made by backend {record['backend']!r}, not {backend_name!r}"
+        )
+    return record
+
+
+def utterance_seed(seed: int, speaker: str, tts: str, utt_index: int, attempt: int = 0) -> int:
+    """A 31-bit seed that depends only on its arguments (stable across runs and machines)."""
+    key = f"{seed}|{speaker}|{tts}|{utt_index}|{attempt}"
+    return zlib.crc32(key.encode("utf-8")) & 0x7FFFFFFF
+
+
+def check_output(audio, sample_rate: int) -> tuple[np.ndarray | None, str]:
+    """(16 kHz peak-normalised audio, "") for a usable output, else (None, reason)."""
+    audio = np.asarray(audio, dtype=np.float32).squeeze()
+    if audio.ndim != 1:
+        return None, f"output has shape {audio.shape}, expected mono"
+    if audio.size == 0:
+        return None, "empty output"
+    if not np.all(np.isfinite(audio)):
+        return None, "output contains NaN or Inf"
+    if float(np.max(np.abs(audio))) < SILENCE_PEAK:
+        return None, "silent output"
+    audio = resample(audio, sample_rate, SAMPLE_RATE)
+    return peak_normalize(audio), ""
+
+
+def synthesize_chunk(backend: TTSBackend, conditioning: dict, texts: list[str],
+                     seeds: list[int]) -> list[tuple[np.ndarray | None, str]]:
+    """One attempt at a chunk: (audio, "") or (None, reason) per text.
+
+    If the batch call raises, each text is tried alone, so that one bad
+    utterance does not change the seeds of its neighbours.
+    """
+    try:
+        outputs = backend.synthesize_batch(texts, conditioning, seeds)
+        if len(outputs) != len(texts):
+            raise RuntimeError(f"synthesize_batch returned {len(outputs)} outputs for {len(texts)} texts")
+    except Exception as exc:
+        if len(texts) == 1:
+            return [(None, f"{type(exc).__name__}: {exc}")]
+        log.warning("batch of %d failed (%s: %s); trying its utterances one by one", len(texts),
+                    type(exc).__name__, exc)
+        return [synthesize_chunk(backend, conditioning, [text], [seed])[0]
+                for text, seed in zip(texts, seeds)]
+    return [check_output(audio, backend.sample_rate) for audio in outputs]
+
+
+def synthesize_all(backend: TTSBackend, conditioning: dict, sentences: list[str], seed: int,
+                   speaker: str, tts: str, max_retries: int, batch_size: int):
+    """Render every sentence; returns ({index: (audio, seed)}, [failure rows])."""
+    results: dict[int, tuple[np.ndarray, int]] = {}
+    failures = []
+    with tqdm(total=len(sentences), desc=f"synthesize {tts}/{speaker}", unit="utt") as progress:
+        for start in range(0, len(sentences), batch_size):
+            pending = list(range(start, min(start + batch_size, len(sentences))))
+            reasons: dict[int, str] = {}
+            for attempt in range(max_retries + 1):
+                if not pending:
+                    break
+                seeds = [utterance_seed(seed, speaker, tts, i, attempt) for i in pending]
+                outcomes = synthesize_chunk(backend, conditioning, [sentences[i] for i in pending], seeds)
+                still_pending = []
+                for i, utt_seed, (audio, reason) in zip(pending, seeds, outcomes):
+                    if audio is None:
+                        reasons[i] = reason
+                        still_pending.append(i)
+                        log.warning("utterance %d attempt %d (seed %d) failed: %s",
+                                    i, attempt, utt_seed, reason)
+                    else:
+                        results[i] = (audio, utt_seed)
+                        if attempt > 0:
+                            log.info("utterance %d succeeded on retry %d (seed %d)", i, attempt, utt_seed)
+                pending = still_pending
+            for i in pending:
+                failures.append({"utt_index": i, "text": sentences[i], "reason": reasons[i]})
+                log.error("utterance %d skipped after %d attempts: %s", i, max_retries + 1, reasons[i])
+            progress.update(min(batch_size, len(sentences) - start))
+    return results, failures
+
+
+def write_speech_folder(out_dir: Path, sentences: list[str], results: dict, failures: list[dict],
+                        speaker: str, tts: str) -> pd.DataFrame:
+    """manifest.csv (utt_id,path,text,duration_s,seed) + wavs + failures.csv, atomically."""
+    rows = []
+    with atomic_dir(out_dir) as tmp:
+        for i in sorted(results):
+            audio, utt_seed = results[i]
+            utt_id = f"{speaker}_{tts}_{i:04d}"
+            path = f"wavs/{utt_id}.wav"
+            write_audio(tmp / path, audio)
+            rows.append({"utt_id": utt_id, "path": path, "text": sentences[i],
+                         "duration_s": round(audio.size / SAMPLE_RATE, 6), "seed": utt_seed})
+        manifest = pd.DataFrame(rows, columns=["utt_id", "path", "text", "duration_s", "seed"])
+        manifest.to_csv(tmp / "manifest.csv", index=False)
+        failure_table = pd.DataFrame(failures, columns=["utt_index", "text", "reason"])
+        failure_table.to_csv(tmp / "failures.csv", index=False)
+    return manifest
+
+
+def synthesize(backend_name: str, options: dict, voice_pt: Path, sentences_txt: Path, num_utterances: int,
+               speaker: str, tts: str, seed: int, out_dir: Path, device: str = "auto", max_retries: int = 3,
+               min_utterances: int | None = None, batch_size: int = 8) -> pd.DataFrame:
+    """Check the inputs, load the backend once, render, and write the speech folder."""
+    min_utterances = num_utterances if min_utterances is None else min_utterances
+    if not 0 <= min_utterances <= num_utterances:
+        raise ValueError(f"--min-utterances must be in [0, {num_utterances}], got {min_utterances}")
+    if batch_size < 1 or max_retries < 0:
+        raise ValueError("--batch-size must be >= 1 and --max-retries >= 0")
+    sentences = read_sentences(sentences_txt, num_utterances)
+    voice = read_voice(voice_pt, backend_name)
+    if voice["options"] != options:
+        made_with, asked = json.dumps(voice["options"], sort_keys=True), json.dumps(options, sort_keys=True)
+        raise ValueError(f"{voice_pt}: conditioning was made with options {made_with}, "
+                         f"not {asked} (--options-json): clone the voice again")
+    backend = get_backend(backend_name, device=resolve_device(device), **options)
+    log.info("backend %s on %s: %d utterances of %s, seed %d, batches of %d",
+             backend_name, backend.device, num_utterances, sentences_txt, seed, batch_size)
+    results, failures = synthesize_all(backend, voice["conditioning"], sentences, seed, speaker, tts,
+                                       max_retries, batch_size)
+    if len(results) < min_utterances:
+        raise RuntimeError(
+            f"only {len(results)} of {num_utterances} utterances of {sentences_txt} could be synthesized, "
+            f"fewer than --min-utterances {min_utterances}; failures: "
+            + "; ".join(f"#{f['utt_index']}: {f['reason']}" for f in failures)
+        )
+    manifest = write_speech_folder(out_dir, sentences, results, failures, speaker, tts)
+    log.info("wrote %s: %d utterances, %.1f s of speech, %d skipped", out_dir, len(manifest),
+             manifest.duration_s.sum(), len(failures))
+    return manifest
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", required=True, help="TTS backend name (workflow_scripts.tts.BACKENDS)")
+    parser.add_argument("--options-json", default="{}", help="backend options as a JSON object")
+    parser.add_argument("--voice", required=True, type=Path, help="conditioning file from clone_voice (.pt)")
+    parser.add_argument("--sentences", required=True, type=Path, help="sentences file, one per line")
+    parser.add_argument("--num-utterances", required=True, type=int, help="render the first N sentences")
+    parser.add_argument("--speaker", required=True, help="speaker id (utterance ids and seeds)")
+    parser.add_argument("--tts", required=True, help="TTS system name (utterance ids and seeds)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed")
+    parser.add_argument("--max-retries", type=int, default=3, help="new-seed retries per failed utterance")
+    parser.add_argument("--min-utterances", type=int, default=None,
+                        help="fail if fewer utterances succeed (default: --num-utterances)")
+    parser.add_argument("--batch-size", type=int, default=8, help="texts per synthesize_batch call")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out-dir", required=True, type=Path, help="speech folder to write")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    synthesize(args.backend, parse_options(args.options_json), args.voice, args.sentences,
+               args.num_utterances, args.speaker, args.tts, args.seed, args.out_dir, device=args.device,
+               max_retries=args.max_retries, min_utterances=args.min_utterances, batch_size=args.batch_size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
