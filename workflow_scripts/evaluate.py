@@ -1,0 +1,179 @@
+"""Enhance a test folder's mixtures with a model and score them.
+
+Per utterance: SDR of the mixture and of the enhanced speech (the
+challenge's SDR), their difference (SDRi), eSTOI and wide-band PESQ of both.
+A metric that cannot be computed is NaN, with the reason in `notes`.
+Writes a per-utterance CSV and a summary JSON (means ignoring NaN, NaN
+counts, n_utterances).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from workflow_scripts.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    atomic_dir,
+    atomic_write_text,
+    read_audio,
+    write_audio,
+)
+from workflow_scripts.convtasnet import load_checkpoint
+from workflow_scripts.metrics import estoi, pesq_wb, safe_metric, sdr_db
+from workflow_scripts.training import enhance, resolve_device
+
+log = logging.getLogger("evaluate")
+
+TEST_COLUMNS = ("mixture_id", "mixture", "clean", "noise_id", "snr_db")
+METRICS = ("sdr_in_db", "sdr_db", "sdri_db", "estoi_in", "estoi", "pesq_in", "pesq")
+
+
+def read_test_folder(folder: str | Path) -> pd.DataFrame:
+    """test.csv with absolute `mixture_wav` and `clean_wav`; all files must exist."""
+    csv_path = Path(folder) / "test.csv"
+    if not csv_path.is_file():
+        raise AudioError(f"{csv_path}: test table not found")
+    table = pd.read_csv(csv_path, keep_default_na=False)
+    missing = [c for c in TEST_COLUMNS if c not in table.columns]
+    if missing:
+        raise AudioError(f"{csv_path}: missing columns {missing}")
+    if table.empty:
+        raise AudioError(f"{csv_path}: no rows")
+    for column in ("mixture", "clean"):
+        table[f"{column}_wav"] = [str(csv_path.parent / p) for p in table[column]]
+        absent = [p for p in table[f"{column}_wav"] if not Path(p).is_file()]
+        if absent:
+            raise AudioError(f"{csv_path}: {len(absent)} {column} files not found, e.g. {absent[0]}")
+    return table
+
+
+def score_utterance(clean: np.ndarray, mixture: np.ndarray, enhanced: np.ndarray) -> dict:
+    """All metrics of one utterance, NaN with a reason in `notes` where undefined."""
+    scores, notes = {}, []
+    for name, fn, estimate in [
+        ("sdr_in_db", sdr_db, mixture),
+        ("sdr_db", sdr_db, enhanced),
+        ("estoi_in", estoi, mixture),
+        ("estoi", estoi, enhanced),
+        ("pesq_in", pesq_wb, mixture),
+        ("pesq", pesq_wb, enhanced),
+    ]:
+        scores[name], reason = safe_metric(fn, clean, estimate)
+        if reason:
+            notes.append(f"{name}: {reason}")
+    scores["sdri_db"] = scores["sdr_db"] - scores["sdr_in_db"]
+    scores["notes"] = "; ".join(notes)
+    return scores
+
+
+def _score_args(args) -> dict:
+    return score_utterance(*args)
+
+
+def summarize(per_utterance: pd.DataFrame) -> dict:
+    summary = {"n_utterances": len(per_utterance)}
+    for name in METRICS:
+        values = per_utterance[name].astype(float)
+        summary[name] = None if values.isna().all() else float(values.mean(skipna=True))
+    summary["n_nan"] = {name: int(per_utterance[name].isna().sum()) for name in METRICS}
+    return summary
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="model checkpoint (.pt)")
+    parser.add_argument("--test-dir", required=True, help="test folder (test.csv)")
+    parser.add_argument("--out-csv", required=True, help="per-utterance metrics")
+    parser.add_argument("--out-summary", required=True, help="summary JSON")
+    parser.add_argument("--enhanced-dir", default=None, help="optional folder for the enhanced wavs")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="processes scoring PESQ/eSTOI (enhancement runs on one torch thread)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    table = read_test_folder(args.test_dir)
+    if not Path(args.model).is_file():
+        raise FileNotFoundError(f"{args.model}: checkpoint not found")
+
+    # the metric workers are forked before torch starts its thread pools
+    pool = multiprocessing.get_context("fork").Pool(args.threads) if args.threads > 1 else None
+    try:
+        # enhancement is a small share of the time; one thread avoids
+        # multi-threaded torch stalling on cores shared with other jobs
+        torch.set_num_threads(1)
+        device = resolve_device(args.device)
+        model, _ = load_checkpoint(args.model)
+        model.to(device)
+        log.info("enhancing %d mixtures of %s with %s on %s", len(table), args.test_dir, args.model, device)
+
+        triples, enhanced_wavs = [], {}
+        for row in tqdm(table.itertuples(), total=len(table), desc="enhance", unit="utt", mininterval=5.0):
+            mixture, clean = read_audio(row.mixture_wav), read_audio(row.clean_wav)
+            if mixture.size != clean.size:
+                raise AudioError(
+                    f"{row.mixture_wav}: {mixture.size} samples, but clean {row.clean_wav} "
+                    f"has {clean.size}"
+                )
+            enhanced = enhance(model, mixture, device)
+            triples.append((clean, mixture, enhanced))
+            if args.enhanced_dir:
+                enhanced_wavs[f"{row.mixture_id}.wav"] = enhanced
+
+        log.info("scoring %d utterances with %d process(es)", len(triples), args.threads)
+        if pool is not None:
+            rows = list(
+                tqdm(
+                    pool.imap(_score_args, triples),
+                    total=len(triples),
+                    desc="score",
+                    unit="utt",
+                    mininterval=5.0,
+                )
+            )
+        else:
+            rows = [score_utterance(*t) for t in tqdm(triples, desc="score", unit="utt", mininterval=5.0)]
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+    per_utterance = pd.concat(
+        [table[["mixture_id", "noise_id", "snr_db"]].reset_index(drop=True), pd.DataFrame(rows)], axis=1
+    )[["mixture_id", "noise_id", "snr_db", *METRICS, "notes"]]
+    summary = {"model": str(args.model), "test_dir": str(args.test_dir), **summarize(per_utterance)}
+
+    if args.enhanced_dir:
+        with atomic_dir(args.enhanced_dir) as tmp:
+            for name, audio in enhanced_wavs.items():
+                write_audio(tmp / name, audio, SAMPLE_RATE)
+    atomic_write_text(args.out_csv, per_utterance.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(args.out_summary, json.dumps(summary, indent=2) + "\n")
+    log.info(
+        "SDR %.2f -> %.2f dB (SDRi %.2f), eSTOI %.3f -> %.3f, PESQ %.2f -> %.2f; NaN: %s",
+        *(np.nan if summary[m] is None else summary[m] for m in METRICS),
+        summary["n_nan"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,386 @@
+"""Training library shared by the pretrain and finetune steps.
+
+Data: a speech folder (manifest.csv, format 2) and a noise folder
+(noises.csv, format 3). Training examples are drawn on the fly: a random crop
+of a random training utterance mixed with a random noise of the set at a
+random offset and a random SNR. Validation is a fixed, seeded set of
+full-length mixtures, scored by mean SDR (the challenge's metric).
+
+The loop (Adam, negative-SDR loss, early stopping on validation SDR) keeps
+the best state; the validation score of the initial model is the first
+history row (step 0), so the best state can be the initial one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from workflow_scripts.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    atomic_write_text,
+    fit_length,
+    mix_at_snr,
+    power,
+    read_audio,
+    scale_to_snr,
+)
+from workflow_scripts.convtasnet import ConvTasNet, save_checkpoint
+from workflow_scripts.metrics import neg_sdr_loss, sdr_db
+
+log = logging.getLogger(__name__)
+
+SPEECH_COLUMNS = ("utt_id", "path", "text", "duration_s")
+NOISE_COLUMNS = ("noise_id", "path", "kind")
+VAL_SNRS_DB = (-2.5, 0.0, 2.5)  # validation mixtures cycle through these
+PEAK = 0.9  # peak level of a peak-normalised mixture
+GRAD_CLIP_NORM = 5.0
+MAX_DRAWS = 20  # redraws of a silent crop before giving up
+
+
+class DataError(ValueError):
+    """A problem with a speech or noise folder, naming the folder or file."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    batch_size: int = 8
+    crop_seconds: float = 2.0
+    lr: float = 1e-3
+    snr_low_db: float = -5.0
+    snr_high_db: float = 5.0
+    max_steps: int = 1000
+    val_every: int = 50
+    patience: int = 5
+    seed: int = 0
+    peak_normalize: bool = False
+
+
+# ---- folders ------------------------------------------------------------------
+
+
+def _read_table(csv_path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: file not found")
+    table = pd.read_csv(csv_path, keep_default_na=False)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(f"{csv_path}: missing columns {missing}")
+    if table.empty:
+        raise DataError(f"{csv_path}: no rows")
+    absent = [p for p in table["path"] if not (csv_path.parent / p).is_file()]
+    if absent:
+        raise DataError(f"{csv_path}: {len(absent)} listed files not found, e.g. {absent[0]}")
+    table["wav"] = [str(csv_path.parent / p) for p in table["path"]]
+    return table
+
+
+def read_speech_folder(folder: str | Path) -> pd.DataFrame:
+    """The manifest of a speech folder, in row order, with absolute `wav` paths."""
+    return _read_table(Path(folder) / "manifest.csv", SPEECH_COLUMNS)
+
+
+def read_noise_table(folder: str | Path) -> pd.DataFrame:
+    return _read_table(Path(folder) / "noises.csv", NOISE_COLUMNS)
+
+
+def nested_subsets(manifest: pd.DataFrame, num_train: int, num_val: int, folder="speech folder"):
+    """(validation rows, training rows): the first `num_val` rows, then the next `num_train`."""
+    if num_train < 1 or num_val < 1:
+        raise DataError(f"num_train and num_val must be >= 1 (got {num_train}, {num_val})")
+    if len(manifest) < num_train + num_val:
+        raise DataError(
+            f"{folder}: {len(manifest)} utterances, fewer than num_val + num_train = "
+            f"{num_val} + {num_train} = {num_val + num_train}"
+        )
+    val_rows = manifest.iloc[:num_val].reset_index(drop=True)
+    train_rows = manifest.iloc[num_val : num_val + num_train].reset_index(drop=True)
+    return val_rows, train_rows
+
+
+def load_utterances(rows: pd.DataFrame) -> list[np.ndarray]:
+    utterances = [read_audio(wav) for wav in rows["wav"]]
+    for wav, audio in zip(rows["wav"], utterances):
+        if power(audio) == 0.0:
+            raise AudioError(f"{wav}: speech is silent")
+    return utterances
+
+
+def load_noises(folder: str | Path) -> tuple[list[str], list[np.ndarray]]:
+    table = read_noise_table(folder)
+    noises = [read_audio(wav) for wav in table["wav"]]
+    for wav, audio in zip(table["wav"], noises):
+        if power(audio) == 0.0:
+            raise AudioError(f"{wav}: noise is silent")
+    return [str(n) for n in table["noise_id"]], noises
+
+
+# ---- mixtures -----------------------------------------------------------------
+
+
+def random_crop(utterance: np.ndarray, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """A random `num_samples` window; shorter utterances are zero-padded at the end."""
+    if utterance.size >= num_samples:
+        start = int(rng.integers(0, utterance.size - num_samples + 1))
+        return utterance[start : start + num_samples]
+    return np.pad(utterance, (0, num_samples - utterance.size))
+
+
+class CropMixer:
+    """Draws training examples: (mixture, clean, snr_db)."""
+
+    def __init__(self, utterances, noises, recipe: Recipe, sample_rate: int = SAMPLE_RATE):
+        if not utterances or not noises:
+            raise DataError("need at least one training utterance and one noise")
+        self.utterances = utterances
+        self.noises = noises
+        self.recipe = recipe
+        self.crop_samples = int(round(recipe.crop_seconds * sample_rate))
+
+    def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+        for _ in range(MAX_DRAWS):
+            clean = random_crop(self.utterances[rng.integers(len(self.utterances))], self.crop_samples, rng)
+            noise = self.noises[rng.integers(len(self.noises))]
+            noise = fit_length(noise, self.crop_samples, int(rng.integers(noise.size)))
+            snr_db = float(rng.uniform(self.recipe.snr_low_db, self.recipe.snr_high_db))
+            if power(clean) > 0.0 and power(noise) > 0.0:
+                break
+        else:
+            raise DataError(f"{MAX_DRAWS} draws in a row gave a silent speech or noise crop")
+        mixture = clean + scale_to_snr(clean, noise, snr_db)
+        if self.recipe.peak_normalize:
+            gain = PEAK / max(float(np.max(np.abs(mixture))), 1e-8)
+            mixture, clean = mixture * gain, clean * gain
+        return mixture.astype(np.float32), clean.astype(np.float32), snr_db
+
+    def batch(self, rng: np.random.Generator, batch_size: int):
+        examples = [self.example(rng) for _ in range(batch_size)]
+        mixtures = np.stack([e[0] for e in examples])
+        cleans = np.stack([e[1] for e in examples])
+        return mixtures, cleans, np.array([e[2] for e in examples])
+
+
+def validation_set(utterances, noises, seed: int, peak_normalize: bool = False):
+    """Full-length mixtures: utterance i with noise i % n_noises at VAL_SNRS_DB[i % 3],
+    the noise starting at a seeded offset. Returns a list of (mixture, clean)."""
+    rng = np.random.default_rng([seed, 1])
+    pairs = []
+    for i, clean in enumerate(utterances):
+        noise = noises[i % len(noises)]
+        mixture, _ = mix_at_snr(
+            clean, noise, VAL_SNRS_DB[i % len(VAL_SNRS_DB)], int(rng.integers(noise.size))
+        )
+        if peak_normalize:
+            gain = PEAK / max(float(np.max(np.abs(mixture))), 1e-8)
+            mixture, clean = mixture * gain, clean * gain
+        pairs.append((mixture.astype(np.float32), clean.astype(np.float32)))
+    return pairs
+
+
+# ---- training -----------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+@torch.inference_mode()
+def enhance(model: ConvTasNet, mixture: np.ndarray, device: torch.device) -> np.ndarray:
+    """Enhance one full-length mixture."""
+    x = torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32)).to(device)[None]
+    return model(x)[0].float().cpu().numpy()
+
+
+def mean_validation_sdr(model: ConvTasNet, val_pairs, device: torch.device) -> float:
+    was_training = model.training
+    model.eval()
+    scores = [sdr_db(clean, enhance(model, mixture, device)) for mixture, clean in val_pairs]
+    model.train(was_training)
+    return float(np.mean(scores))
+
+
+@dataclass
+class TrainResult:
+    history: list[dict]
+    best_state: dict
+    best_step: int
+    best_val_sdr_db: float
+
+
+def train(
+    model: ConvTasNet, mixer: CropMixer, val_pairs, recipe: Recipe, device: torch.device
+) -> TrainResult:
+    """Adam on negative SDR with early stopping on mean validation SDR."""
+    seed_everything(recipe.seed)
+    rng = np.random.default_rng([recipe.seed, 0])
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+
+    best_val = mean_validation_sdr(model, val_pairs, device)
+    best_state = copy.deepcopy(model.state_dict())
+    best_step, stale = 0, 0
+    history = [{"step": 0, "train_loss": math.nan, "val_sdr_db": best_val, "best": True}]
+    log.info("step 0: validation SDR %.3f dB (initial model)", best_val)
+
+    losses = []
+    progress = tqdm(range(1, recipe.max_steps + 1), desc="train", unit="step", mininterval=5.0)
+    for step in progress:
+        mixtures, cleans, _ = mixer.batch(rng, recipe.batch_size)
+        estimate = model(torch.from_numpy(mixtures).to(device))
+        loss = neg_sdr_loss(estimate, torch.from_numpy(cleans).to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
+        optimizer.step()
+        losses.append(loss.item())
+        if not math.isfinite(losses[-1]):
+            raise FloatingPointError(f"training diverged at step {step}: loss {losses[-1]}")
+        if step % recipe.val_every and step != recipe.max_steps:
+            continue
+        val = mean_validation_sdr(model, val_pairs, device)
+        improved = val > best_val
+        history.append(
+            {"step": step, "train_loss": float(np.mean(losses)), "val_sdr_db": val, "best": improved}
+        )
+        losses = []
+        progress.set_postfix(train_loss=f"{history[-1]['train_loss']:.2f}", val_sdr_db=f"{val:.2f}")
+        log.info(
+            "step %d: train loss %.3f, validation SDR %.3f dB%s",
+            step,
+            history[-1]["train_loss"],
+            val,
+            " (best)" if improved else "",
+        )
+        if improved:
+            best_val, best_step, stale = val, step, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= recipe.patience:
+                log.info("early stop at step %d: no improvement in %d evaluations", step, stale)
+                break
+    progress.close()
+    return TrainResult(history, {k: v.cpu() for k, v in best_state.items()}, best_step, best_val)
+
+
+# ---- command line and outputs --------------------------------------------------
+
+
+def add_recipe_args(parser: argparse.ArgumentParser, defaults: Recipe) -> None:
+    group = parser.add_argument_group("recipe")
+    group.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    group.add_argument("--crop-seconds", type=float, default=defaults.crop_seconds)
+    group.add_argument("--lr", type=float, default=defaults.lr)
+    group.add_argument("--snr-low", type=float, default=defaults.snr_low_db, help="dB")
+    group.add_argument("--snr-high", type=float, default=defaults.snr_high_db, help="dB")
+    group.add_argument(
+        "--snr-db",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="the SNR range in dB at once (overrides --snr-low and --snr-high)",
+    )
+    group.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    group.add_argument("--val-every", type=int, default=defaults.val_every, help="steps")
+    group.add_argument("--patience", type=int, default=defaults.patience, help="evaluations")
+    group.add_argument("--seed", type=int, default=defaults.seed)
+    group.add_argument(
+        "--peak-normalize",
+        action="store_true",
+        default=defaults.peak_normalize,
+        help="peak-normalise each mixture (and its clean target)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    if args.snr_db is not None:
+        args.snr_low, args.snr_high = args.snr_db
+    recipe = Recipe(
+        batch_size=args.batch_size,
+        crop_seconds=args.crop_seconds,
+        lr=args.lr,
+        snr_low_db=args.snr_low,
+        snr_high_db=args.snr_high,
+        max_steps=args.max_steps,
+        val_every=args.val_every,
+        patience=args.patience,
+        seed=args.seed,
+        peak_normalize=args.peak_normalize,
+    )
+    problems = [
+        name
+        for name, ok in [
+            ("--batch-size >= 1", recipe.batch_size >= 1),
+            ("--crop-seconds > 0", recipe.crop_seconds > 0),
+            ("--lr > 0", recipe.lr > 0),
+            ("--snr-low <= --snr-high", recipe.snr_low_db <= recipe.snr_high_db),
+            ("--max-steps >= 1", recipe.max_steps >= 1),
+            ("--val-every >= 1", recipe.val_every >= 1),
+            ("--patience >= 1", recipe.patience >= 1),
+            ("--threads >= 1", args.threads >= 1),
+        ]
+        if not ok
+    ]
+    if problems:
+        raise ValueError(f"invalid recipe: need {', '.join(problems)}")
+    return recipe
+
+
+def plot_history(history: pd.DataFrame, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_val) = plt.subplots(2, 1, sharex=True, figsize=(6, 5))
+    trained = history[history["step"] > 0]
+    ax_loss.plot(trained["step"], trained["train_loss"], marker=".")
+    ax_loss.set_ylabel("train loss (-SDR, dB)")
+    ax_val.plot(history["step"], history["val_sdr_db"], marker=".")
+    best = history.loc[history["val_sdr_db"].idxmax()]
+    ax_val.axvline(best["step"], color="grey", linestyle="--", label=f"best: step {int(best['step'])}")
+    ax_val.set_xlabel("step")
+    ax_val.set_ylabel("validation SDR (dB)")
+    ax_val.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def write_training_outputs(
+    out_dir: Path, model: ConvTasNet, result: TrainResult, config: dict, training_info: dict
+) -> None:
+    """model.pt (best state), training_log.csv, config.yaml, loss.png into `out_dir`."""
+    import yaml
+
+    model.load_state_dict(result.best_state)
+    training = {**training_info, "best_step": result.best_step, "best_val_sdr_db": result.best_val_sdr_db}
+    save_checkpoint(out_dir / "model.pt", model.cpu(), {"training": training})
+    history = pd.DataFrame(result.history, columns=["step", "train_loss", "val_sdr_db", "best"])
+    atomic_write_text(out_dir / "training_log.csv", history.to_csv(index=False))
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    plot_history(history, out_dir / "loss.png")
+
+
+def recipe_dict(recipe: Recipe) -> dict:
+    return asdict(recipe)
