@@ -1,11 +1,30 @@
 # Each speaker's 45 test mixtures, enhanced by the generalist and by every
 # fine-tuned model, scored on full utterances: SDR, SDRi, eSTOI, PESQ-WB.
+# The unprocessed mixtures are scored once per speaker.
+
+
+rule score_mixtures:
+    input:
+        test="data/demo/{speaker}/test",
+    output:
+        "results/eval/mixtures/{speaker}.csv",
+    log:
+        "logs/score_mixtures/{speaker}.log",
+    benchmark:
+        "benchmarks/score_mixtures/{speaker}.tsv"
+    conda:
+        "../envs/pse-torch.yaml"
+    threads: 1
+    shell:
+        "python -m workflow_scripts.score_mixtures --test-dir {input.test}"
+        " --out-csv {output} 2> {log}"
 
 
 rule evaluate_generalist:
     input:
         model=generalist_checkpoint,
         test="data/demo/{speaker}/test",
+        input_scores="results/eval/mixtures/{speaker}.csv",
     output:
         table="results/eval/{model}/generalist/{speaker}.csv",
         summary="results/eval/{model}/generalist/{speaker}.json",
@@ -20,7 +39,8 @@ rule evaluate_generalist:
         gpu=1,
     shell:
         "python -m workflow_scripts.evaluate --model {input.model}"
-        " --test-dir {input.test} --threads {threads}"
+        " --test-dir {input.test} --input-scores {input.input_scores}"
+        " --threads {threads}"
         " --out-csv {output.table} --out-summary {output.summary} 2> {log}"
 
 
@@ -28,6 +48,7 @@ rule evaluate_finetuned:
     input:
         model="results/finetune/{model}/{source}/{size}/{speaker}/model.pt",
         test="data/demo/{speaker}/test",
+        input_scores="results/eval/mixtures/{speaker}.csv",
     output:
         table="results/eval/{model}/{source}/{size}/{speaker}.csv",
         summary="results/eval/{model}/{source}/{size}/{speaker}.json",
@@ -42,5 +63,6 @@ rule evaluate_finetuned:
         gpu=1,
     shell:
         "python -m workflow_scripts.evaluate --model {input.model}"
-        " --test-dir {input.test} --threads {threads}"
+        " --test-dir {input.test} --input-scores {input.input_scores}"
+        " --threads {threads}"
         " --out-csv {output.table} --out-summary {output.summary} 2> {log}"

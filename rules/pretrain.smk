@@ -15,7 +15,7 @@ rule pretrain:
         "benchmarks/pretrain/{model}.tsv"
     conda:
         "../envs/pse-torch.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:

@@ -77,8 +77,10 @@ rule score_tts:
         asr=config["tts_scoring"]["asr"],
         whisper_model=config["tts_scoring"].get("whisper_model", "large-v3"),
         model_dir=config["tts_scoring"].get("model_dir", "models"),
+        max_utterances=config["tts_scoring"].get("max_utterances", 0),
     shell:
         "python -m workflow_scripts.score_tts --enrollment {input.enrollment}"
         " --speech-dir {input.speech} --asr {params.asr}"
         " --whisper-model {params.whisper_model} --model-dir {params.model_dir}"
+        " --max-utterances {params.max_utterances}"
         " --out-csv {output.table} --out-summary {output.summary} 2> {log}"

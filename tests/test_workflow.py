@@ -73,7 +73,7 @@ def test_default_dag_has_every_condition(tmp_path):
     "mutate, message",
     [
         (lambda c: c.update(model_sizes=["huge"]), "huge"),
-        (lambda c: c["data_sizes"]["10utt"].update(train=0), "train"),
+        (lambda c: c["data_sizes"]["8utt"].update(train=0), "train"),
         (lambda c: c.pop("finetune"), "finetune"),
         (lambda c: c["finetune"].update(lr="fast"), "fast"),
         (lambda c: c.update(sources=["gt", "nosuchtts"]), "nosuchtts"),

@@ -57,23 +57,46 @@ def read_test_folder(folder: str | Path) -> pd.DataFrame:
     return table
 
 
-def score_utterance(clean: np.ndarray, mixture: np.ndarray, enhanced: np.ndarray) -> dict:
-    """All metrics of one utterance, NaN with a reason in `notes` where undefined."""
+INPUT_METRICS = [("sdr_in_db", sdr_db), ("estoi_in", estoi), ("pesq_in", pesq_wb)]
+OUTPUT_METRICS = [("sdr_db", sdr_db), ("estoi", estoi), ("pesq", pesq_wb)]
+
+
+def score_signals(clean: np.ndarray, estimate: np.ndarray, metrics) -> dict:
+    """The given metrics of one estimate, NaN with a reason in `notes` where undefined."""
     scores, notes = {}, []
-    for name, fn, estimate in [
-        ("sdr_in_db", sdr_db, mixture),
-        ("sdr_db", sdr_db, enhanced),
-        ("estoi_in", estoi, mixture),
-        ("estoi", estoi, enhanced),
-        ("pesq_in", pesq_wb, mixture),
-        ("pesq", pesq_wb, enhanced),
-    ]:
+    for name, fn in metrics:
         scores[name], reason = safe_metric(fn, clean, estimate)
         if reason:
             notes.append(f"{name}: {reason}")
-    scores["sdri_db"] = scores["sdr_db"] - scores["sdr_in_db"]
     scores["notes"] = "; ".join(notes)
     return scores
+
+
+def score_utterance(clean: np.ndarray, mixture: np.ndarray, enhanced: np.ndarray,
+                    input_scores: dict | None = None) -> dict:
+    """All metrics of one utterance; the mixture's own scores are taken from
+    `input_scores` when given (they are the same for every model)."""
+    if input_scores is None:
+        input_scores = score_signals(clean, mixture, INPUT_METRICS)
+    output_scores = score_signals(clean, enhanced, OUTPUT_METRICS)
+    scores = {name: input_scores[name] for name, _ in INPUT_METRICS}
+    scores.update({name: output_scores[name] for name, _ in OUTPUT_METRICS})
+    scores["sdri_db"] = scores["sdr_db"] - scores["sdr_in_db"]
+    scores["notes"] = "; ".join(n for n in (input_scores.get("notes"), output_scores["notes"]) if n)
+    return scores
+
+
+def read_input_scores(csv_path: str | Path, table: pd.DataFrame) -> list[dict]:
+    """The mixtures' own scores (from score_mixtures), in the order of the test table."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"{csv_path}: mixture scores not found")
+    scores = pd.read_csv(csv_path, keep_default_na=False, na_values=[""]).set_index("mixture_id")
+    missing = sorted(set(table.mixture_id) - set(scores.index))
+    if missing:
+        raise ValueError(f"{csv_path}: no scores for mixtures {', '.join(missing[:5])}")
+    scores["notes"] = scores["notes"].fillna("").astype(str)
+    return [scores.loc[mixture_id].to_dict() for mixture_id in table.mixture_id]
 
 
 def _score_args(args) -> dict:
@@ -95,6 +118,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--test-dir", required=True, help="test folder (test.csv)")
     parser.add_argument("--out-csv", required=True, help="per-utterance metrics")
     parser.add_argument("--out-summary", required=True, help="summary JSON")
+    parser.add_argument("--input-scores", default=None,
+                        help="the mixtures' own scores (score_mixtures CSV); computed here when absent")
     parser.add_argument("--enhanced-dir", default=None, help="optional folder for the enhanced wavs")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument(
@@ -114,6 +139,7 @@ def main(argv=None) -> None:
     table = read_test_folder(args.test_dir)
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"{args.model}: checkpoint not found")
+    input_scores = read_input_scores(args.input_scores, table) if args.input_scores else [None] * len(table)
 
     # the metric workers are forked before torch starts its thread pools
     pool = multiprocessing.get_context("fork").Pool(args.threads) if args.threads > 1 else None
@@ -127,7 +153,8 @@ def main(argv=None) -> None:
         log.info("enhancing %d mixtures of %s with %s on %s", len(table), args.test_dir, args.model, device)
 
         triples, enhanced_wavs = [], {}
-        for row in tqdm(table.itertuples(), total=len(table), desc="enhance", unit="utt", mininterval=5.0):
+        for row, mixture_scores in tqdm(zip(table.itertuples(), input_scores), total=len(table), desc="enhance",
+                                        unit="utt", mininterval=5.0):
             mixture, clean = read_audio(row.mixture_wav), read_audio(row.clean_wav)
             if mixture.size != clean.size:
                 raise AudioError(
@@ -135,7 +162,7 @@ def main(argv=None) -> None:
                     f"has {clean.size}"
                 )
             enhanced = enhance(model, mixture, device)
-            triples.append((clean, mixture, enhanced))
+            triples.append((clean, mixture, enhanced, mixture_scores))
             if args.enhanced_dir:
                 enhanced_wavs[f"{row.mixture_id}.wav"] = enhanced
 

@@ -38,8 +38,9 @@ MANIFEST_COLUMNS = ["utt_id", "path", "text", "duration_s"]
 EMBED_FILES_PER_BATCH = 16
 
 
-def read_speech_folder(speech_dir: Path) -> tuple[pd.DataFrame, list[np.ndarray]]:
-    """The manifest and every utterance's audio, checked before any model is loaded."""
+def read_speech_folder(speech_dir: Path, max_utterances: int = 0) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """The manifest and its utterances' audio (the first `max_utterances`, 0 for all),
+    checked before any model is loaded."""
     manifest_csv = speech_dir / "manifest.csv"
     if not manifest_csv.is_file():
         raise FileNotFoundError(f"{manifest_csv}: speech folder manifest not found")
@@ -50,6 +51,8 @@ def read_speech_folder(speech_dir: Path) -> tuple[pd.DataFrame, list[np.ndarray]
         raise ValueError(f"{manifest_csv}: missing columns {missing}")
     if manifest.empty:
         raise ValueError(f"{manifest_csv}: no utterances")
+    if max_utterances > 0:
+        manifest = manifest.head(max_utterances)
     audios = [read_audio(speech_dir / path) for path in manifest.path]
     return manifest, audios
 
@@ -122,10 +125,10 @@ def summarize(table: pd.DataFrame, transcriber, asr_reason: str, enrollment_wav:
 
 def score_tts(enrollment_wav: Path, speech_dir: Path, out_csv: Path, out_summary: Path,
               asr: str = "auto", model_dir: Path = Path("models"), whisper_model: str = "large-v3",
-              device: str = "auto") -> dict:
+              device: str = "auto", max_utterances: int = 0) -> dict:
     """Check the inputs, score every utterance, write the table and the summary; returns the summary."""
     enrollment = read_audio(enrollment_wav)
-    manifest, audios = read_speech_folder(speech_dir)
+    manifest, audios = read_speech_folder(speech_dir, max_utterances)
     device = resolve_device(device)
     log.info("%s: %d utterances, %.1f s; enrollment %s (%.1f s)", speech_dir, len(audios),
              sum(a.size for a in audios) / SAMPLE_RATE, enrollment_wav, enrollment.size / SAMPLE_RATE)
@@ -170,11 +173,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out-csv", required=True, type=Path, help="per-utterance scores")
     parser.add_argument("--out-summary", required=True, type=Path, help="summary JSON")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--max-utterances", type=int, default=0,
+                        help="score only the first N utterances of the folder (0: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     score_tts(args.enrollment, args.speech_dir, args.out_csv, args.out_summary, asr=args.asr,
-              model_dir=args.model_dir, whisper_model=args.whisper_model, device=args.device)
+              model_dir=args.model_dir, whisper_model=args.whisper_model, device=args.device,
+              max_utterances=args.max_utterances)
     return 0
 
 
