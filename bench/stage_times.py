@@ -1,0 +1,41 @@
+"""Per-stage wall time of a finished run, from Snakemake's benchmark files.
+
+    python bench/stage_times.py [benchmarks/]
+
+Prints a Markdown table: jobs, total and mean seconds per rule, and peak memory.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def stage_times(bench_dir: Path) -> pd.DataFrame:
+    rows = []
+    for tsv in sorted(bench_dir.rglob("*.tsv")):
+        rule = tsv.relative_to(bench_dir).parts[0].removesuffix(".tsv")
+        table = pd.read_csv(tsv, sep="\t")
+        rows.append({"rule": rule, "s": float(table["s"].iloc[0]), "max_rss_mb": float(table["max_rss"].iloc[0])})
+    if not rows:
+        raise SystemExit(f"{bench_dir}: no benchmark files (run the workflow first)")
+    frame = pd.DataFrame(rows)
+    return frame.groupby("rule", sort=False).agg(
+        jobs=("s", "size"), total_s=("s", "sum"), mean_s=("s", "mean"), max_rss_mb=("max_rss_mb", "max")
+    ).reset_index()
+
+
+def main() -> None:
+    bench_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks")
+    table = stage_times(bench_dir)
+    print("| rule | jobs | total (s) | mean per job (s) | peak RSS (MB) |")
+    print("|---|---|---|---|---|")
+    for _, row in table.iterrows():
+        print(f"| {row.rule} | {row.jobs} | {row.total_s:.1f} | {row.mean_s:.1f} | {row.max_rss_mb:.0f} |")
+    print(f"| all | {table.jobs.sum()} | {table.total_s.sum():.1f} | | |")
+
+
+if __name__ == "__main__":
+    main()
