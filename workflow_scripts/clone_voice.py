@@ -12,17 +12,14 @@ synthesis step reads.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from workflow_scripts.audio import SAMPLE_RATE, AudioError, read_audio
+from workflow_scripts.audio import SAMPLE_RATE, AudioError, atomic_path, read_audio
 from workflow_scripts.tts import get_backend
 
 log = logging.getLogger("clone_voice")
@@ -80,16 +77,8 @@ def save_torch_atomic(obj, path: Path) -> None:
     """torch.save to a temporary name beside `path`, then rename."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def clone_voice(backend_name: str, options: dict, enrollment_wav: Path, out: Path,

@@ -17,14 +17,14 @@ layer norm, so the whole model is scale-equivariant.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from workflow_scripts.audio import atomic_path
 
 MODEL_NAME = "ConvTasNet"
 
@@ -263,13 +263,5 @@ def save_checkpoint(path: str | os.PathLike, model: ConvTasNet, extra: dict | No
         "model_state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         **(extra or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -31,29 +31,20 @@ from workflow_scripts.asr import ASR_CHOICES, ASRUnavailable, load_asr, normaliz
 from workflow_scripts.audio import SAMPLE_RATE, atomic_write_text, read_audio
 from workflow_scripts.clone_voice import resolve_device
 from workflow_scripts.speaker_similarity import SpeakerEncoder, cosine_similarity, mean_ci95
+from workflow_scripts.training import read_speech_folder as read_manifest
 
 log = logging.getLogger("score_tts")
 
-MANIFEST_COLUMNS = ["utt_id", "path", "text", "duration_s"]
 EMBED_FILES_PER_BATCH = 16
 
 
 def read_speech_folder(speech_dir: Path, max_utterances: int = 0) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """The manifest and its utterances' audio (the first `max_utterances`, 0 for all),
     checked before any model is loaded."""
-    manifest_csv = speech_dir / "manifest.csv"
-    if not manifest_csv.is_file():
-        raise FileNotFoundError(f"{manifest_csv}: speech folder manifest not found")
-    manifest = pd.read_csv(manifest_csv, dtype={"utt_id": str, "path": str, "text": str},
-                           keep_default_na=False)
-    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
-    if missing:
-        raise ValueError(f"{manifest_csv}: missing columns {missing}")
-    if manifest.empty:
-        raise ValueError(f"{manifest_csv}: no utterances")
+    manifest = read_manifest(speech_dir)
     if max_utterances > 0:
         manifest = manifest.head(max_utterances)
-    audios = [read_audio(speech_dir / path) for path in manifest.path]
+    audios = [read_audio(wav) for wav in manifest.wav]
     return manifest, audios
 
 
