@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from workflow_scripts import evaluate, finetune, pretrain
+from workflow_scripts import evaluate, finetune, pretrain, score_mixtures
 from workflow_scripts.audio import AudioError, mix_at_snr, power, read_audio, write_audio
 from workflow_scripts.convtasnet import build_model, load_checkpoint, save_checkpoint
 from workflow_scripts.training import (
@@ -354,6 +354,14 @@ def test_evaluate_writes_metrics(init_checkpoint, test_dir, tmp_path):
     assert summary["sdr_db"] == pytest.approx(table["sdr_db"].mean(), abs=1e-3)
     assert set(summary["n_nan"]) == {"sdr_in_db", "sdr_db", "sdri_db", "estoi_in", "estoi", "pesq_in", "pesq"}
     assert len(list((tmp_path / "enhanced1").glob("*.wav"))) == 6
+
+    # the mixtures' own scores, computed once by score_mixtures, give the same table
+    score_mixtures.main(["--test-dir", str(test_dir), "--out-csv", str(tmp_path / "mixtures.csv")])
+    evaluate.main(["--model", str(init_checkpoint), "--test-dir", str(test_dir), "--device", "cpu",
+                   "--input-scores", str(tmp_path / "mixtures.csv"),
+                   "--out-csv", str(tmp_path / "cached.csv"), "--out-summary", str(tmp_path / "cached.json")])
+    cached = pd.read_csv(tmp_path / "cached.csv", keep_default_na=False, na_values=["", "nan", "NaN"])
+    pd.testing.assert_frame_equal(cached, outputs[1], atol=2e-4)
 
 
 def test_evaluate_checks_test_folder_before_model(test_dir, tmp_path):

@@ -217,14 +217,20 @@ def plot_sdri_by_condition(speaker_means: pd.DataFrame, path: Path) -> None:
 
 
 def plot_secs_vs_sdri(speaker_means: pd.DataFrame, tts: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    merged = speaker_means[speaker_means.source != GENERALIST].merge(
-        tts[["source", "speaker", "secs"]], on=["source", "speaker"], how="inner")
-    for (source, size), group in merged.groupby(["source", "size"], sort=False):
-        ax.scatter(group.secs, group.sdri_db, label=f"{source} {size}", s=25)
-    ax.set_xlabel("SECS to the enrollment clip (resemblyzer)")
-    ax.set_ylabel("SDRi after fine-tuning (dB)")
-    ax.set_title("Per speaker: voice similarity vs enhancement")
+    """Per speaker and condition: SECS of the fine-tuning speech vs the SDRi gained over the generalist."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    generalist = speaker_means[speaker_means.source == GENERALIST][["model", "speaker", "sdri_db"]]
+    merged = (
+        speaker_means[speaker_means.source != GENERALIST]
+        .merge(generalist, on=["model", "speaker"], suffixes=("", "_generalist"))
+        .merge(tts[["source", "speaker", "secs"]], on=["source", "speaker"], how="inner")
+    )
+    for (model, source, size), group in merged.groupby(["model", "source", "size"], sort=False):
+        ax.scatter(group.secs, group.sdri_db - group.sdri_db_generalist, label=f"{model} {source} {size}", s=25)
+    ax.set_xlabel("SECS of the fine-tuning speech to the enrollment clip")
+    ax.set_ylabel("SDRi gain over the generalist (dB)")
+    ax.set_title("Per speaker: voice similarity vs personalization gain")
+    ax.axhline(0, color="black", lw=0.5)
     if len(merged):
         ax.legend(fontsize=8)
     fig.tight_layout()
