@@ -14,6 +14,7 @@ rule finetune:
         "logs/finetune/{model}/{source}/{size}/{speaker}.log",
     benchmark:
         "benchmarks/finetune/{model}/{source}/{size}/{speaker}.tsv"
+    priority: 5
     conda:
         "../envs/pse-torch.yaml"
     threads: 1

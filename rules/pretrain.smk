@@ -13,6 +13,7 @@ rule pretrain:
         "logs/pretrain/{model}.log",
     benchmark:
         "benchmarks/pretrain/{model}.tsv"
+    priority: 10
     conda:
         "../envs/pse-torch.yaml"
     threads: 1

@@ -53,6 +53,7 @@ rule build_background:
         "logs/build_background.log",
     benchmark:
         "benchmarks/build_background.tsv"
+    priority: 10
     conda:
         "../envs/tts-offline.yaml"
     threads: 1
