@@ -16,36 +16,18 @@ from workflow_scripts.speaker_similarity import SpeakerEncoder
 from workflow_scripts.tts import get_backend
 from workflow_scripts.voices import VoiceParams, random_voice, render_flite, speak
 
-SEEDS = {"spkA": 1, "spkB": 2, "spkC": 3}
+SEEDS = {"spkA": 1, "spkB": 2, "spkC": 4}
 NUM_SENTENCES, NUM_TEST, NUM_NOISES = 4, 2, 2
 ENROLLMENT_S = (5.0, 10.0)
 
 
-def world_args(speaker, seed, sentences, out_dir):
+def world_args(speaker, seed, sentences, out_dir, num_sentences=NUM_SENTENCES):
     return [
-        "--speaker",
-        speaker,
-        "--seed",
-        str(seed),
-        "--sentences",
-        str(sentences),
-        "--num-sentences",
-        str(NUM_SENTENCES),
-        "--num-test-utterances",
-        str(NUM_TEST),
-        "--num-noises",
-        str(NUM_NOISES),
-        "--noise-seconds",
-        "4",
-        "--test-snrs",
-        "-2.5",
-        "0",
-        "2.5",
-        "--enrollment-seconds",
-        *map(str, ENROLLMENT_S),
-        "--out-dir",
-        str(out_dir),
-    ]
+        "--speaker", speaker, "--seed", str(seed), "--sentences", str(sentences),
+        "--num-sentences", str(num_sentences), "--num-test-utterances", str(NUM_TEST),
+        "--num-noises", str(NUM_NOISES), "--noise-seconds", "4", "--test-snrs", "-2.5", "0", "2.5",
+        "--enrollment-seconds", *map(str, ENROLLMENT_S), "--out-dir", str(out_dir),
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -103,15 +85,19 @@ def test_noises_are_deterministic_long_and_not_silent(pool_txt):
 # ---- build_world ------------------------------------------------------------------------------
 
 
-def test_build_world_is_deterministic(worlds, pool_txt, tmp_path):
-    again = tmp_path / "spkA"
-    build_world.main(world_args("spkA", SEEDS["spkA"], pool_txt, again))
-    first = worlds / "spkA"
-    assert wavs_of(first) == wavs_of(again)
-    for path in wavs_of(first):
+def test_build_world_is_deterministic_and_nested(worlds, pool_txt, tmp_path):
+    """Same seed, fewer sentences: the same files, and the gt speech is a prefix of the larger one's."""
+    first, again = worlds / "spkA", tmp_path / "spkA"
+    build_world.main(world_args("spkA", SEEDS["spkA"], pool_txt, again, num_sentences=NUM_SENTENCES - 2))
+    shared = wavs_of(again)
+    assert set(shared) <= set(wavs_of(first)) and len(shared) == len(wavs_of(first)) - 2
+    for path in shared:
         assert np.array_equal(sf.read(first / path)[0], sf.read(again / path)[0]), path
-    for name in ["sentences.txt", "voice.json", "gt/manifest.csv", "noises/noises.csv", "test/test.csv"]:
+    for name in ["voice.json", "noises/noises.csv", "test/test.csv"]:
         assert (first / name).read_text() == (again / name).read_text(), name
+    first_gt, again_gt = (pd.read_csv(d / "gt" / "manifest.csv") for d in (first, again))
+    assert again_gt.equals(first_gt.head(NUM_SENTENCES - 2))
+    assert (first / "sentences.txt").read_text().startswith((again / "sentences.txt").read_text())
 
 
 def test_build_world_layout_and_formats(worlds):
@@ -214,7 +200,7 @@ def test_clone_sees_only_audio_and_ranks_between_truth_and_others(worlds, encode
         for s in SEEDS
     }
     gt_embeddings = {s: encoder.embed(audios) for s, audios in gt.items()}
-    for speaker in ["spkA", "spkB"]:
+    for speaker in ["spkA", "spkC"]:
         enrollment = read_audio(worlds / speaker / "enrollment.wav")
         with monkeypatch.context() as patch:
             patch.setattr(builtins, "open", guarded_open)

@@ -51,18 +51,24 @@ def read_sentence_pool(path: Path) -> list[str]:
 
 
 class Speaker:
-    """A person: a true voice recorded in one way, with a small level change per recording."""
+    """A person: a true voice recorded in one way, with a small level change per recording.
 
-    def __init__(self, voice: VoiceParams, recording: dict, level_rng: np.random.Generator) -> None:
-        self.voice, self.recording, self.level_rng = voice, recording, level_rng
+    Each recording's level change is drawn from its own (role, index), so the
+    test set does not change with the number of training sentences.
+    """
 
-    def say(self, text: str) -> np.ndarray:
+    ROLES = {"enrollment": 0, "gt": 1, "test": 2}
+
+    def __init__(self, voice: VoiceParams, recording: dict, seed: int) -> None:
+        self.voice, self.recording, self.seed = voice, recording, seed
+
+    def say(self, text: str, role: str, index: int) -> np.ndarray:
         """One recording of the person reading `text`."""
-        return self.record(speak(text, self.voice))
+        return self.record(speak(text, self.voice), role, index)
 
-    def record(self, speech: np.ndarray) -> np.ndarray:
-        gain_db = float(self.level_rng.normal(0.0, self.recording["level_jitter_db"]))
-        return record(speech, self.recording, gain_db)
+    def record(self, speech: np.ndarray, role: str, index: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, STREAMS["level"], self.ROLES[role], index])
+        return record(speech, self.recording, float(rng.normal(0.0, self.recording["level_jitter_db"])))
 
 
 def enrollment_clip(
@@ -84,7 +90,7 @@ def enrollment_clip(
         used.append(index)
         length += pause + speech.size
         if length / SAMPLE_RATE + 0.25 >= min_s:
-            return speaker.record(np.concatenate(pieces)), used
+            return speaker.record(np.concatenate(pieces), "enrollment", 0), used
     raise ValueError(
         f"could not build an enrollment clip of {min_s}-{max_s} s from the first "
         f"{min(len(candidates), 40)} sentences of the pool"
@@ -193,7 +199,7 @@ def build_world(
         speaker_rng(seed, "voice"), base_voices, base_voice=base_voices[seed % len(base_voices)]
     )
     recording = draw_recording(speaker_rng(seed, "recording"))
-    speaker = Speaker(voice, recording, speaker_rng(seed, "level"))
+    speaker = Speaker(voice, recording, seed)
     text_rng = speaker_rng(seed, "text")
     order = [pool[i] for i in text_rng.permutation(len(pool))]
     log.info("%s: true voice %s", speaker_id, voice)
@@ -210,21 +216,24 @@ def build_world(
             )
         test_texts = remaining[:num_test_utterances]
         train_texts = remaining[num_test_utterances : num_test_utterances + num_sentences]
-        babble_texts = remaining[num_test_utterances + num_sentences :] or pool
         write_audio(tmp / "enrollment.wav", enrollment)
         atomic_write_text(tmp / "sentences.txt", "\n".join(train_texts) + "\n")
 
-        gt_audio = [speaker.say(text) for text in tqdm(train_texts, desc=f"{speaker_id} gt speech")]
+        gt_audio = [
+            speaker.say(text, "gt", i) for i, text in enumerate(tqdm(train_texts, desc=f"{speaker_id} gt"))
+        ]
         write_speech_folder(
             tmp / "gt", [f"{speaker_id}_gt{i:04d}" for i in range(len(train_texts))], train_texts, gt_audio
         )
 
         noise_set = draw_noise_set(
-            speaker_rng(seed, "noise"), num_noises, noise_seconds, babble_texts, voices=base_voices
+            speaker_rng(seed, "noise"), num_noises, noise_seconds, pool, voices=base_voices
         )
         noise_table = write_noise_folder(tmp / "noises", noise_set, prefix=f"{speaker_id}_")
 
-        clean_utts = [speaker.say(text) for text in tqdm(test_texts, desc=f"{speaker_id} test speech")]
+        clean_utts = [
+            speaker.say(text, "test", i) for i, text in enumerate(tqdm(test_texts, desc=f"{speaker_id} test"))
+        ]
         write_test_folder(
             tmp / "test",
             speaker_id,

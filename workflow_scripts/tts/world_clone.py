@@ -14,6 +14,7 @@ TTS system gives.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 
@@ -102,6 +103,7 @@ class WorldCloneBackend(TTSBackend):
         num_eq_bands: int = 8,
         probe_text: str = DEFAULT_PROBE_TEXT,
         duration_jitter: float = 0.03,
+        cpu_threads: int = 1,
     ) -> None:
         base_voices = list(base_voices)
         unknown = [v for v in base_voices if v not in FLITE_VOICES]
@@ -121,6 +123,8 @@ class WorldCloneBackend(TTSBackend):
             raise ValueError("world_clone: probe_text is empty")
         if duration_jitter < 0:
             raise ValueError(f"world_clone: duration_jitter must be >= 0, got {duration_jitter}")
+        if cpu_threads < 1:
+            raise ValueError(f"world_clone: cpu_threads must be >= 1, got {cpu_threads}")
         super().__init__(
             device=device,
             base_voices=base_voices,
@@ -129,12 +133,14 @@ class WorldCloneBackend(TTSBackend):
             num_eq_bands=num_eq_bands,
             probe_text=probe_text,
             duration_jitter=duration_jitter,
+            cpu_threads=cpu_threads,
         )
         self.base_voices = base_voices
         self.warps = [round(float(w), 4) for w in np.geomspace(warp_range[0], warp_range[1], num_warps)]
         self.eq_edges_hz = np.geomspace(*EQ_RANGE_HZ, num_eq_bands + 1) if num_eq_bands else None
         self.probe_text = probe_text
         self.duration_jitter = duration_jitter
+        self.cpu_threads = cpu_threads
 
     @functools.cached_property
     def encoder(self):
@@ -158,8 +164,25 @@ class WorldCloneBackend(TTSBackend):
     def _eq_centers_hz(self) -> np.ndarray:
         return np.sqrt(self.eq_edges_hz[:-1] * self.eq_edges_hz[1:])
 
+    @contextlib.contextmanager
+    def _encoder_threads(self):
+        """Limit torch's CPU threads while the speaker encoder runs."""
+        import torch
+
+        previous = torch.get_num_threads()
+        if self.device == "cpu":
+            torch.set_num_threads(self.cpu_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
     def compute_conditioning(self, enrollment: np.ndarray, sample_rate: int) -> dict:
         """Estimated VoiceParams (as a dict), equaliser, similarity reached, measured pitch, the search."""
+        with self._encoder_threads():
+            return self._search(enrollment, sample_rate)
+
+    def _search(self, enrollment: np.ndarray, sample_rate: int) -> dict:
         enrollment = resample(np.asarray(enrollment, dtype=np.float32), sample_rate, SAMPLE_RATE)
         median_log_f0, log_f0_spread = enrollment_pitch(enrollment)
         target = self.encoder.embed([enrollment])[0]
