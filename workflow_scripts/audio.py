@@ -20,6 +20,8 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 SAMPLE_RATE = 16000
+CLIP_LEVEL = 0.999  # a sample at |x| >= this counts as clipped
+CLIP_WARN_FRACTION = 0.01  # warn when more than this fraction of the samples is clipped
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +42,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     """Read a file as mono float32 at `sample_rate`.
 
     Stereo is averaged to mono (logged); other sample rates are resampled
-    (logged). Missing, unreadable, empty or non-finite audio raises AudioError.
+    (logged); more than 1% of samples at |x| >= 0.999 is logged as clipping.
+    Missing, unreadable, empty or non-finite audio raises AudioError.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,6 +56,9 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
         raise AudioError(f"{path}: audio file is empty (0 samples)")
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{path}: audio contains NaN or Inf samples")
+    clipped = float(np.mean(np.abs(audio) >= CLIP_LEVEL))
+    if clipped > CLIP_WARN_FRACTION:
+        log.warning("%s: %.1f%% of samples are clipped (|x| >= %g)", path, 100.0 * clipped, CLIP_LEVEL)
     if audio.shape[1] > 1:
         log.warning("%s: %d channels, averaged to mono", path, audio.shape[1])
     audio = audio.mean(axis=1)

@@ -95,7 +95,7 @@ def read_input_scores(csv_path: str | Path, table: pd.DataFrame) -> list[dict]:
     missing = sorted(set(table.mixture_id) - set(scores.index))
     if missing:
         raise ValueError(f"{csv_path}: no scores for mixtures {', '.join(missing[:5])}")
-    scores["notes"] = scores["notes"].fillna("").astype(str)
+    scores["notes"] = scores["notes"].astype("string").fillna("").astype(str)
     return [scores.loc[mixture_id].to_dict() for mixture_id in table.mixture_id]
 
 

@@ -33,20 +33,31 @@ from workflow_scripts.tts import TTSBackend, get_backend
 log = logging.getLogger("synthesize")
 
 SILENCE_PEAK = 1e-4  # an output whose peak |x| is below this counts as silent
+MAX_SENTENCE_CHARS = 400  # a longer line is most likely not one sentence
 
 
 def read_sentences(sentences_txt: Path, num_utterances: int) -> list[str]:
-    """The first `num_utterances` non-empty lines; fails if there are fewer."""
+    """The first `num_utterances` lines; fails, naming the line, if one of them is
+    empty or longer than MAX_SENTENCE_CHARS, and fails if there are fewer
+    (blank lines at the end of the file are ignored)."""
     if not sentences_txt.is_file():
         raise FileNotFoundError(f"{sentences_txt}: sentences file not found")
     lines = [" ".join(line.split()) for line in sentences_txt.read_text(encoding="utf-8").splitlines()]
-    sentences = [line for line in lines if line]
+    while lines and not lines[-1]:
+        lines.pop()
+    sentences = lines[:num_utterances]
+    for number, line in enumerate(sentences, start=1):
+        if not line:
+            raise ValueError(f"{sentences_txt}: line {number} is empty (one sentence per line)")
+        if len(line) > MAX_SENTENCE_CHARS:
+            raise ValueError(f"{sentences_txt}: line {number} has {len(line)} characters, "
+                             f"more than the maximum of {MAX_SENTENCE_CHARS} for one sentence")
     if len(sentences) < num_utterances:
         raise ValueError(
             f"{sentences_txt}: has {len(sentences)} non-empty lines, "
             f"fewer than the {num_utterances} utterances requested (--num-utterances)"
         )
-    return sentences[:num_utterances]
+    return sentences
 
 
 def read_voice(voice_pt: Path, backend_name: str) -> dict:
