@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= all
 SNAKEMAKE_ARGS ?=
-APT_PACKAGES := flite espeak-ng
+APT_PACKAGES := flite
 
 .PHONY: demo test setup system-deps clean dryrun
 
@@ -21,7 +21,7 @@ setup: system-deps $(VENV)/.installed
 
 # flite renders the demo's voices; installed with apt-get where it is missing (needs root or sudo).
 system-deps:
-	@missing=""; for tool in flite espeak-ng; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for tool in flite; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
