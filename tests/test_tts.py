@@ -111,7 +111,7 @@ def test_synthesize_too_few_sentences_fails_before_work(world, tmp_path, monkeyp
     def must_not_load(*args, **kwargs):
         raise AssertionError("the backend was loaded before the sentences were checked")
 
-    monkeypatch.setattr(synthesize, "get_backend", must_not_load)
+    monkeypatch.setattr(synthesize, "load_backend", must_not_load)
     out_dir = tmp_path / "out"
     with pytest.raises(ValueError, match=r"sentences\.txt.*4 non-empty lines.*10"):
         synthesize.main(synth_args(world["voice"], world["sentences"], 10, out_dir))

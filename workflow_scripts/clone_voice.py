@@ -81,12 +81,22 @@ def save_torch_atomic(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def load_backend(backend_name: str, options: dict, device: str = "auto", model_dir: Path | None = None):
+    """The backend with `options`; with `model_dir`, every model cache points there first."""
+    if model_dir is not None:
+        from workflow_scripts import model_cache
+
+        model_cache.configure(model_dir)
+        options = dict(options, model_dir=str(model_dir))
+    return get_backend(backend_name, device=resolve_device(device), **options)
+
+
 def clone_voice(backend_name: str, options: dict, enrollment_wav: Path, out: Path,
-                device: str = "auto", min_enrollment_s: float = 2.0) -> dict:
+                device: str = "auto", min_enrollment_s: float = 2.0, model_dir: Path | None = None) -> dict:
     """Compute and save the conditioning; returns what was saved."""
     enrollment = read_enrollment(enrollment_wav, min_enrollment_s)
     log.info("enrollment %s: %.2f s", enrollment_wav, enrollment.size / SAMPLE_RATE)
-    backend = get_backend(backend_name, device=resolve_device(device), **options)
+    backend = load_backend(backend_name, options, device, model_dir)
     log.info("backend %s on %s, options %s", backend_name, backend.device,
              json.dumps(options, sort_keys=True))
     conditioning = backend.compute_conditioning(enrollment, SAMPLE_RATE)
@@ -109,13 +119,15 @@ def main(argv=None) -> int:
     parser.add_argument("--enrollment", required=True, type=Path, help="enrollment clip (wav)")
     parser.add_argument("--out", required=True, type=Path, help="conditioning file (.pt)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--model-dir", default=None, type=Path,
+                        help="model caches (workflow_scripts.model_cache); backends that load weights use it")
     parser.add_argument("--min-enrollment-s", type=float, default=2.0,
                         help="refuse enrollment clips shorter than this (seconds)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     clone_voice(args.backend, parse_options(args.options_json), args.enrollment, args.out,
-                device=args.device, min_enrollment_s=args.min_enrollment_s)
+                device=args.device, min_enrollment_s=args.min_enrollment_s, model_dir=args.model_dir)
     return 0
 
 

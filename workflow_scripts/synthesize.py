@@ -27,8 +27,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from workflow_scripts.audio import SAMPLE_RATE, atomic_dir, peak_normalize, resample, write_audio
-from workflow_scripts.clone_voice import parse_options, resolve_device
-from workflow_scripts.tts import TTSBackend, get_backend
+from workflow_scripts.clone_voice import load_backend, parse_options
+from workflow_scripts.tts import TTSBackend
 
 log = logging.getLogger("synthesize")
 
@@ -177,7 +177,8 @@ def write_speech_folder(out_dir: Path, sentences: list[str], results: dict, fail
 
 def synthesize(backend_name: str, options: dict, voice_pt: Path, sentences_txt: Path, num_utterances: int,
                speaker: str, tts: str, seed: int, out_dir: Path, device: str = "auto", max_retries: int = 3,
-               min_utterances: int | None = None, batch_size: int = 8) -> pd.DataFrame:
+               min_utterances: int | None = None, batch_size: int = 8,
+               model_dir: Path | None = None) -> pd.DataFrame:
     """Check the inputs, load the backend once, render, and write the speech folder."""
     min_utterances = num_utterances if min_utterances is None else min_utterances
     if not 0 <= min_utterances <= num_utterances:
@@ -190,7 +191,7 @@ def synthesize(backend_name: str, options: dict, voice_pt: Path, sentences_txt: 
         made_with, asked = json.dumps(voice["options"], sort_keys=True), json.dumps(options, sort_keys=True)
         raise ValueError(f"{voice_pt}: conditioning was made with options {made_with}, "
                          f"not {asked} (--options-json): clone the voice again")
-    backend = get_backend(backend_name, device=resolve_device(device), **options)
+    backend = load_backend(backend_name, options, device, model_dir)
     log.info("backend %s on %s: %d utterances of %s, seed %d, batches of %d",
              backend_name, backend.device, num_utterances, sentences_txt, seed, batch_size)
     results, failures = synthesize_all(backend, voice["conditioning"], sentences, seed, speaker, tts,
@@ -222,13 +223,16 @@ def main(argv=None) -> int:
                         help="fail if fewer utterances succeed (default: --num-utterances)")
     parser.add_argument("--batch-size", type=int, default=8, help="texts per synthesize_batch call")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--model-dir", default=None, type=Path,
+                        help="model caches (workflow_scripts.model_cache); backends that load weights use it")
     parser.add_argument("--out-dir", required=True, type=Path, help="speech folder to write")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     synthesize(args.backend, parse_options(args.options_json), args.voice, args.sentences,
                args.num_utterances, args.speaker, args.tts, args.seed, args.out_dir, device=args.device,
-               max_retries=args.max_retries, min_utterances=args.min_utterances, batch_size=args.batch_size)
+               max_retries=args.max_retries, min_utterances=args.min_utterances, batch_size=args.batch_size,
+               model_dir=args.model_dir)
     return 0
 
 
