@@ -26,6 +26,10 @@ if _undefined:
     )
 DATA_SIZES = config["data_sizes"]
 MODEL_SIZES = config["model_sizes"]
+# Every model cache (coqui, Hugging Face, Whisper, speechbrain) lives here.
+MODEL_DIR = config.get(
+    "model_dir", config.get("tts_scoring", {}).get("model_dir", "models")
+)
 # Speech is synthesized once, for the largest size; smaller sizes are subsets.
 NUM_UTTERANCES = max(size["train"] + size["val"] for size in DATA_SIZES.values())
 

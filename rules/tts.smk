@@ -1,6 +1,16 @@
 # Zero-shot TTS: each system sees only the speaker's enrollment clip. The
 # voice conditioning is computed once per (system, speaker) and stored; the
 # synthesis job then renders the largest data size's sentences once.
+# Model weights come from the hub, or from MODEL_DIR where download_models put
+# them; XTTS-v2 jobs run only once the user has accepted its license in config.
+
+
+def license_env(wildcards):
+    """COQUI_TOS_AGREED=1 for XTTS jobs when config accepts the CPML license."""
+    backend = config["tts"][wildcards.tts]["backend"]
+    if backend == "xtts" and config.get("accept_coqui_license", False):
+        return "COQUI_TOS_AGREED=1 "
+    return ""
 
 
 rule clone_voice:
@@ -23,10 +33,13 @@ rule clone_voice:
             config["tts"][wildcards.tts].get("options", {})
         ),
         min_enrollment_s=config.get("enrollment", {}).get("min_seconds", 2.0),
+        model_dir=MODEL_DIR,
+        license=license_env,
     shell:
-        "python -m workflow_scripts.clone_voice --backend {params.backend}"
+        "{params.license}python -m workflow_scripts.clone_voice --backend {params.backend}"
         " --options-json {params.options:q} --enrollment {input.enrollment}"
-        " --min-enrollment-s {params.min_enrollment_s} --out {output} 2> {log}"
+        " --min-enrollment-s {params.min_enrollment_s} --model-dir {params.model_dir}"
+        " --out {output} 2> {log}"
 
 
 rule synthesize:
@@ -51,12 +64,14 @@ rule synthesize:
         ),
         seed=lambda wildcards: config["tts"][wildcards.tts].get("seed", 0),
         num_utterances=NUM_UTTERANCES,
+        model_dir=MODEL_DIR,
+        license=license_env,
     shell:
-        "python -m workflow_scripts.synthesize --backend {params.backend}"
+        "{params.license}python -m workflow_scripts.synthesize --backend {params.backend}"
         " --options-json {params.options:q} --voice {input.voice}"
         " --sentences {input.sentences} --num-utterances {params.num_utterances}"
         " --speaker {wildcards.speaker} --tts {wildcards.tts} --seed {params.seed}"
-        " --out-dir {output} 2> {log}"
+        " --model-dir {params.model_dir} --out-dir {output} 2> {log}"
 
 
 rule score_tts:
@@ -76,7 +91,7 @@ rule score_tts:
     params:
         asr=config["tts_scoring"]["asr"],
         whisper_model=config["tts_scoring"].get("whisper_model", "large-v3"),
-        model_dir=config["tts_scoring"].get("model_dir", "models"),
+        model_dir=MODEL_DIR,
         max_utterances=config["tts_scoring"].get("max_utterances", 0),
     shell:
         "python -m workflow_scripts.score_tts --enrollment {input.enrollment}"
