@@ -18,6 +18,9 @@ import numpy as np
 BACKENDS: dict[str, str] = {
     "world_clone": "workflow_scripts.tts.world_clone:WorldCloneBackend",
     "flite": "workflow_scripts.tts.flite:FliteBackend",
+    "speecht5": "workflow_scripts.tts.speecht5:SpeechT5Backend",
+    "yourtts": "workflow_scripts.tts.coqui:YourTTSBackend",
+    "xtts": "workflow_scripts.tts.coqui:XttsBackend",
 }
 
 

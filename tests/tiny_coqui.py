@@ -1,0 +1,179 @@
+"""Randomly initialised coqui-tts checkpoints of the real architectures, in the hub models' layout.
+
+    build_yourtts(folder)  -> config.json, model_file.pth, config_se.json, model_se.pth,
+                              speakers.json, language_ids.json  (coqui Vits configured like
+                              YourTTS, with a d-vector H/ASP ResNet speaker encoder)
+    build_xtts(folder)     -> config.json, model.pth, vocab.json, speakers_xtts.pth  (coqui Xtts
+                              with the perceiver conditioning of v2 and a BPE vocab trained with
+                              `tokenizers`)
+
+The networks are tiny unless sizes are given (XTTS_V2_SIZES gives those of
+xtts_v2). What XttsArgs and coqui's speaker encoder setup do not expose is
+built at its fixed size: XTTS's HiFi-GAN decoder (512 channels) and both
+ResNet-34 speaker encoders. The XTTS hub folder has no DVAE (coqui does not
+download dvae.pth: inference does not use it), so none is built. The weights
+are random: the audio is noise-like, and XTTS's GPT stops only when it happens
+to sample its stop token or reaches its length limit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+XTTS_LANGUAGES = ["en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn", "hu",
+                  "ko", "ja", "hi"]
+YOURTTS_LANGUAGES = {"en": 0, "fr-fr": 1, "pt-br": 2}
+# the architecture sizes of tts_models/multilingual/multi-dataset/xtts_v2 (its config.json)
+XTTS_V2_SIZES = {"gpt_layers": 30, "model_dim": 1024, "heads": 16, "max_audio_tokens": 605,
+                 "num_text_tokens": 6681}
+# sampling and cloning settings of xtts_v2's config.json
+XTTS_V2_INFERENCE = {"temperature": 0.75, "length_penalty": 1.0, "repetition_penalty": 5.0, "top_k": 50,
+                     "top_p": 0.85, "gpt_cond_len": 30, "gpt_cond_chunk_len": 4, "max_ref_len": 30,
+                     "sound_norm_refs": False}
+CORPUS = [
+    "the quick brown fox jumps over the lazy dog.",
+    "she had your dark suit in greasy wash water all year.",
+    "don't ask me to carry an oily rag like that!",
+    "we went to the park, and then we read some good books.",
+    "is it twenty past nine? yes, it is: exactly nine twenty.",
+    "please open the door; the sun is shining today.",
+    "my name is paul and i live in a small town with seven friends.",
+    "every morning i walk to work and drink some tea, coffee or juice.",
+    "zebras quietly vex jumping wizards (and kings).",
+]
+YOURTTS_CHARACTERS = "abcdefghijklmnopqrstuvwxyzàáâäçèéêëìíîïñòóôöùúûü"
+YOURTTS_PUNCTUATIONS = "!¡'(),-.:;¿? "
+
+
+def train_xtts_vocab(vocab_json: Path, vocab_size: int = 120, num_text_tokens: int | None = None) -> None:
+    """A BPE vocab like XTTS's: [STOP] [UNK] [SPACE] [START], language tags, whitespace pre-tokenizer.
+
+    With `num_text_tokens`, unused added tokens pad the vocab to that size (as
+    the hub vocab's 6681 entries), so the text embedding has its full size.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    special = ["[STOP]", "[UNK]", "[SPACE]", "[START]"] + [f"[{lang}]" for lang in XTTS_LANGUAGES]
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
+                                  initial_alphabet=list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-:;\"()"))
+    tokenizer.train_from_iterator([line.replace(" ", "[SPACE]") for line in CORPUS], trainer)
+    if num_text_tokens is not None:
+        missing = num_text_tokens - tokenizer.get_vocab_size()
+        tokenizer.add_tokens([f"[unused{i}]" for i in range(max(missing, 0))])
+    tokenizer.save(str(vocab_json))
+
+
+def build_xtts(folder: Path, *, gpt_layers: int = 2, model_dim: int = 32, heads: int = 2,
+               max_audio_tokens: int = 24, num_text_tokens: int | None = None, seed: int = 0) -> Path:
+    """A random XTTS-v2 model folder (default: a tiny GPT; HiFi-GAN and speaker encoder at full size)."""
+    from TTS.tts.configs.xtts_config import XttsArgs, XttsConfig
+    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+    from TTS.tts.models.xtts import Xtts
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    train_xtts_vocab(folder / "vocab.json", num_text_tokens=num_text_tokens)
+    args = XttsArgs(
+        gpt_layers=gpt_layers, gpt_n_model_channels=model_dim, gpt_n_heads=heads,
+        gpt_max_audio_tokens=max_audio_tokens, gpt_max_text_tokens=402, gpt_max_prompt_tokens=70,
+        gpt_num_audio_tokens=1026, gpt_start_audio_token=1024, gpt_stop_audio_token=1025,
+        gpt_use_masking_gt_prompt_approach=True, gpt_use_perceiver_resampler=True,
+        decoder_input_dim=model_dim, d_vector_dim=512,
+    )
+    config = XttsConfig(model_args=args, languages=list(XTTS_LANGUAGES), **XTTS_V2_INFERENCE)
+    torch.manual_seed(seed)
+    model = Xtts(config)
+    model.tokenizer = VoiceBpeTokenizer(vocab_file=str(folder / "vocab.json"))
+    model.init_models()  # the GPT is sized by the vocab, as in load_checkpoint
+    config.model_args.tokenizer_file = ""
+    torch.save({"model": model.state_dict()}, folder / "model.pth")
+    config.save_json(str(folder / "config.json"))
+    latent = torch.randn(1, 32, model_dim)
+    embedding = torch.nn.functional.normalize(torch.randn(1, 512), dim=1).unsqueeze(-1)
+    torch.save({"Random Speaker": {"gpt_cond_latent": latent, "speaker_embedding": embedding}},
+               folder / "speakers_xtts.pth")
+    return folder
+
+
+def build_yourtts(folder: Path, *, d_vector_dim: int = 16, encoder_in_config: bool = True,
+                  seed: int = 0) -> Path:
+    """A tiny random YourTTS model folder: Vits with a d-vector ResNet speaker encoder and 3 languages.
+
+    As in the hub folder, the config's file paths point where the model was
+    trained (they do not exist here); the loader finds the files by name.
+    With `encoder_in_config=False` the config names no speaker encoder (no
+    speaker-consistency loss); its files are in the folder all the same.
+    """
+    from TTS.config.shared_configs import BaseAudioConfig
+    from TTS.encoder.configs.speaker_encoder_config import SpeakerEncoderConfig
+    from TTS.encoder.utils.generic_utils import setup_encoder_model
+    from TTS.tts.configs.shared_configs import CharactersConfig
+    from TTS.tts.configs.vits_config import VitsArgs, VitsConfig
+    from TTS.tts.models.vits import Vits
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    encoder_config = SpeakerEncoderConfig(
+        model_params={"model_name": "resnet", "input_dim": 16, "proj_dim": d_vector_dim, "log_input": True,
+                      "use_torch_spec": True},
+        audio=BaseAudioConfig(fft_size=512, win_length=400, hop_length=160, sample_rate=16000,
+                              preemphasis=0.97, num_mels=16, resample=False, do_trim_silence=False,
+                              do_sound_norm=False, do_rms_norm=True, db_level=-27.0, signal_norm=False),
+        num_classes_in_batch=100, num_utter_per_class=2, num_loader_workers=0,  # training fields
+    )
+    encoder_config.save_json(str(folder / "config_se.json"))
+    encoder = setup_encoder_model(encoder_config)
+    torch.save({"model": encoder.state_dict(), "step": 0}, folder / "model_se.pth")
+    (folder / "language_ids.json").write_text(json.dumps(YOURTTS_LANGUAGES, indent=2))
+    speakers = {f"train_{i}.wav": {"name": f"speaker{i}",
+                                   "embedding": torch.nn.functional.normalize(torch.randn(d_vector_dim),
+                                                                              dim=0).tolist()}
+                for i in range(2)}
+    (folder / "speakers.json").write_text(json.dumps(speakers))
+
+    args = VitsArgs(
+        hidden_channels=16, hidden_channels_ffn_text_encoder=32, num_heads_text_encoder=2,
+        num_layers_text_encoder=2, num_layers_posterior_encoder=2, num_layers_flow=1,
+        resblock_type_decoder="2", resblock_kernel_sizes_decoder=[3],
+        resblock_dilation_sizes_decoder=[[1, 3]],
+        upsample_rates_decoder=[8, 8, 2, 2], upsample_kernel_sizes_decoder=[16, 16, 4, 4],
+        upsample_initial_channel_decoder=32, init_discriminator=False, use_sdp=True,
+        use_d_vector_file=True, d_vector_dim=d_vector_dim, d_vector_file=[str(folder / "speakers.json")],
+        use_language_embedding=True, embedded_language_dim=4,
+        language_ids_file=str(folder / "language_ids.json"),
+        use_speaker_encoder_as_loss=encoder_in_config,
+        speaker_encoder_model_path=str(folder / "model_se.pth") if encoder_in_config else "",
+        speaker_encoder_config_path=str(folder / "config_se.json") if encoder_in_config else "",
+    )
+    config = VitsConfig(
+        model_args=args,
+        audio=BaseAudioConfig(sample_rate=16000, hop_length=256, win_length=1024, fft_size=1024,
+                              num_mels=80, mel_fmin=0.0, mel_fmax=None),
+        text_cleaner="multilingual_cleaners", use_phonemes=False, add_blank=True,
+        characters=CharactersConfig(characters_class="TTS.tts.models.vits.VitsCharacters", pad="_",
+                                    eos="&", bos="*", blank=None, characters=YOURTTS_CHARACTERS,
+                                    punctuations=YOURTTS_PUNCTUATIONS, phonemes=None, is_unique=True,
+                                    is_sorted=True),
+    )
+    model = Vits(config)
+    torch.save({"model": model.state_dict(), "step": 0}, folder / "model_file.pth")
+    # paths as the training machine had them, like the hub's config.json
+    trained_at = Path("/training-run/your_tts")
+    for section in (config, config.model_args):
+        for field in ("d_vector_file", "language_ids_file", "speaker_encoder_model_path",
+                      "speaker_encoder_config_path"):
+            value = section.get(field)
+            if value:
+                name = Path(value[0] if isinstance(value, list) else value).name
+                if field == "speaker_encoder_model_path":
+                    name = "model_se.pth.tar"  # the hub folder's file is model_se.pth
+                old_path = str(trained_at / name)
+                section[field] = [old_path] if isinstance(value, list) else old_path
+    config.save_json(str(folder / "config.json"))
+    return folder
