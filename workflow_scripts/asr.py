@@ -3,12 +3,21 @@
 `load_asr(name, model_dir)` gives a transcriber with a `.name` that goes into
 every table beside the WER it produced, so a reader knows which ASR made it:
 
-- "whisper": openai-whisper, only from weights already in `model_dir/whisper`
-  (no download is attempted; a missing file is an error naming the folder).
+- "whisper": openai-whisper (the challenge used large-v3). `whisper_model` is
+  a size, read from `model_cache.cache_dirs(model_dir)["whisper"]` (the
+  download_root of `whisper.load_model`) after its SHA256 is checked, or the
+  path of a checkpoint file, loaded as it is. No download is attempted: a
+  missing or corrupt file is an error naming the folder.
 - "pocketsphinx": pocketsphinx with its bundled en-us model (always offline).
-- "auto": Whisper when it is installed and its weights are present, else
-  pocketsphinx; the reason for the fallback is logged and kept in `.note`.
+- "auto": Whisper when its weights are present (or a checkpoint file is
+  given), else pocketsphinx; the reason for the fallback is kept in `.note`.
 - "none": no ASR (`load_asr` returns None).
+
+Whisper transcribes arrays (no FFmpeg), in English. Clips of up to 30 s are
+decoded in batches exactly as `whisper.transcribe` decodes its first window
+(greedy, with timestamps); a clip for which `transcribe` would do more (a
+temperature fallback, a second window, audio past 30 s) is handed to
+`transcribe` itself, so the text is the same as one `transcribe` call per file.
 
 Text is normalised before scoring with Whisper's EnglishTextNormalizer when
 whisper is importable, else with `simple_normalize`; `normalizer_name()`
@@ -18,6 +27,7 @@ says which.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -26,10 +36,17 @@ from pathlib import Path
 import numpy as np
 
 from workflow_scripts.audio import SAMPLE_RATE
+from workflow_scripts.model_cache import cache_dirs
 
 log = logging.getLogger(__name__)
 
 ASR_CHOICES = ("auto", "whisper", "pocketsphinx", "none")
+WHISPER_BATCH_SIZE = 16
+# whisper.transcribe's defaults: the temperatures tried in turn and the thresholds that trigger the next
+WHISPER_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOGPROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
 
 
 class ASRUnavailable(RuntimeError):
@@ -48,6 +65,7 @@ class PocketsphinxTranscriber:
             raise ASRUnavailable(f"pocketsphinx is not installed ({exc})") from exc
         self.decoder = Decoder(samprate=SAMPLE_RATE, loglevel="ERROR")
         self.note = ""
+        self.batch_size = 1
 
     def transcribe(self, audio: np.ndarray) -> str:
         """Words recognised in 16 kHz mono float audio."""
@@ -58,40 +76,144 @@ class PocketsphinxTranscriber:
         hypothesis = self.decoder.hyp()
         return hypothesis.hypstr if hypothesis is not None else ""
 
+    def transcribe_batch(self, audios: list[np.ndarray]) -> list[str]:
+        return [self.transcribe(audio) for audio in audios]
+
+
+def whisper_weights_file(size: str, model_dir: str | os.PathLike) -> Path:
+    """Where `whisper.load_model(size, download_root=...)` keeps the weights of `size`."""
+    import whisper
+
+    if size not in whisper._MODELS:
+        raise ValueError(f"unknown Whisper model size {size!r}; known: {', '.join(whisper._MODELS)}, "
+                         "or the path of a checkpoint file")
+    return cache_dirs(model_dir)["whisper"] / os.path.basename(whisper._MODELS[size])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 class WhisperTranscriber:
-    """openai-whisper from a weights file already in `model_dir/whisper`."""
+    """openai-whisper from a released size in the model cache or from a checkpoint file.
 
-    def __init__(self, size: str, model_dir: str | os.PathLike, device: str = "cpu") -> None:
+    `temperature_fallback=False` keeps only the greedy pass (temperature 0),
+    as `transcribe(..., temperature=0.0)` would.
+    """
+
+    def __init__(self, model: str, model_dir: str | os.PathLike = "models", device: str = "cpu",
+                 batch_size: int = WHISPER_BATCH_SIZE, temperature_fallback: bool = True) -> None:
         try:
             import whisper
         except ImportError as exc:
             raise ASRUnavailable(f"openai-whisper is not installed ({exc})") from exc
-        if size not in whisper._MODELS:
-            raise ValueError(f"unknown Whisper model size {size!r}; known: {', '.join(whisper._MODELS)}")
-        weights_dir = Path(model_dir) / "whisper"
-        weights_file = weights_dir / os.path.basename(whisper._MODELS[size])
-        if not weights_file.is_file():
-            raise ASRUnavailable(
-                f"Whisper {size} weights not found: expected {weights_file.name} in {weights_dir} "
-                "(no download is attempted; put the file there to use Whisper)"
-            )
-        self.model = whisper.load_model(size, device=device, download_root=str(weights_dir))
-        self.fp16 = device.startswith("cuda")
-        self.name = f"whisper-{size}"
-        self.note = ""
+        if batch_size < 1:
+            raise ValueError(f"Whisper batch size must be >= 1, got {batch_size}")
+        if Path(model).expanduser().is_file():  # a local checkpoint: loaded as it is, never re-downloaded
+            checkpoint = Path(model).expanduser()
+            self.name = f"whisper-{checkpoint.stem}"
+            self.model = whisper.load_model(str(checkpoint), device=device)
+            self.note = f"checkpoint {checkpoint}"
+        else:
+            if os.sep in str(model) or str(model).endswith(".pt"):
+                raise FileNotFoundError(f"{model}: Whisper checkpoint file not found")
+            checkpoint = whisper_weights_file(model, model_dir)
+            if not checkpoint.is_file():
+                raise ASRUnavailable(
+                    f"Whisper {model} weights not found: expected {checkpoint.name} in {checkpoint.parent} "
+                    "(no download is attempted; put the file there to use Whisper)"
+                )
+            expected_sha256 = whisper._MODELS[model].split("/")[-2]
+            if _sha256(checkpoint) != expected_sha256:
+                raise ASRUnavailable(
+                    f"{checkpoint}: SHA256 does not match the released Whisper {model} weights "
+                    "(no download is attempted; replace the file, or pass its path as the model)"
+                )
+            self.name = f"whisper-{model}"
+            self.model = whisper.load_model(str(checkpoint), device=device)
+            self.model.set_alignment_heads(whisper._ALIGNMENT_HEADS[model])
+            self.note = ""
+        self.model.eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.fp16 = str(device).startswith("cuda")
+        self.temperatures = WHISPER_TEMPERATURES if temperature_fallback else (0.0,)
+        self.tokenizer = whisper.tokenizer.get_tokenizer(
+            self.model.is_multilingual, num_languages=self.model.num_languages, language="en",
+            task="transcribe")
+        self.options = whisper.DecodingOptions(task="transcribe", language="en", temperature=0.0,
+                                               fp16=self.fp16)
+        self.calls_to_transcribe = 0  # clips that needed whisper.transcribe after the batched pass
 
     def transcribe(self, audio: np.ndarray) -> str:
-        """Greedy English transcription of 16 kHz mono float audio (an array: no ffmpeg needed)."""
+        """English transcription of 16 kHz mono float audio, as `whisper.transcribe` gives it."""
+        self.calls_to_transcribe += 1
         result = self.model.transcribe(
-            np.asarray(audio, dtype=np.float32), language="en", fp16=self.fp16,
-            temperature=0.0, condition_on_previous_text=False,
+            np.asarray(audio, dtype=np.float32), language="en", task="transcribe", fp16=self.fp16,
+            temperature=self.temperatures, compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+            logprob_threshold=LOGPROB_THRESHOLD, no_speech_threshold=NO_SPEECH_THRESHOLD, verbose=None,
         )
         return result["text"].strip()
 
+    def transcribe_batch(self, audios: list[np.ndarray]) -> list[str]:
+        """`transcribe` of each clip; clips of up to 30 s are decoded together."""
+        import torch
+        from whisper.audio import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
 
-def load_asr(name: str, model_dir: str | os.PathLike = "models", whisper_size: str = "large-v3",
-             device: str = "cpu"):
+        texts: list[str | None] = [None] * len(audios)
+        short = [i for i, audio in enumerate(audios) if audio.size <= N_SAMPLES]
+        dtype = torch.float16 if self.fp16 else torch.float32
+        for start in range(0, len(short), self.batch_size):
+            indices = short[start:start + self.batch_size]
+            mels = []
+            for i in indices:
+                # as transcribe: the log-mel of the clip with 30 s of zeros after it, cut to the
+                # clip's frames and padded to one window
+                mel = log_mel_spectrogram(torch.from_numpy(np.asarray(audios[i], dtype=np.float32)),
+                                          self.model.dims.n_mels, padding=N_SAMPLES, device=self.device)
+                content_frames = mel.shape[-1] - N_FRAMES
+                mels.append(pad_or_trim(mel[:, :min(N_FRAMES, content_frames)], N_FRAMES))
+            with torch.no_grad():
+                results = self.model.decode(torch.stack(mels).to(dtype), self.options)
+            for i, result in zip(indices, results):
+                texts[i] = self._first_window_text(result)
+        return [text if text is not None else self.transcribe(audio) for text, audio in zip(texts, audios)]
+
+    def _first_window_text(self, result) -> str | None:
+        """The text `transcribe` makes of a clip whose only window decoded to `result`,
+        or None when `transcribe` would decode again (temperature fallback, a later window)."""
+        import torch
+
+        needs_fallback = (result.compression_ratio > COMPRESSION_RATIO_THRESHOLD
+                          or result.avg_logprob < LOGPROB_THRESHOLD)
+        silence = result.no_speech_prob > NO_SPEECH_THRESHOLD and result.avg_logprob < LOGPROB_THRESHOLD
+        if needs_fallback and not silence and len(self.temperatures) > 1:
+            return None
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD and not result.avg_logprob > LOGPROB_THRESHOLD:
+            return ""  # transcribe skips the window as silence
+        tokens = torch.tensor(result.tokens, dtype=torch.long)
+        is_timestamp = tokens.ge(self.tokenizer.timestamp_begin)
+        single_timestamp_ending = is_timestamp[-2:].tolist() == [False, True]
+        consecutive = (torch.where(is_timestamp[:-1] & is_timestamp[1:])[0] + 1).tolist()
+        if not consecutive:
+            return self.tokenizer.decode(result.tokens).strip()
+        if not single_timestamp_ending:
+            return None  # transcribe would seek back to the last timestamp and decode again
+        kept, last = [], 0
+        for end in consecutive + [len(tokens)]:
+            segment = tokens[last:end]
+            if segment[0] != segment[-1]:  # an instantaneous segment is cleared
+                kept.extend(segment.tolist())
+            last = end
+        return self.tokenizer.decode(kept).strip()
+
+
+def load_asr(name: str, model_dir: str | os.PathLike = "models", whisper_model: str = "large-v3",
+             device: str = "cpu", temperature_fallback: bool = True):
     """A transcriber for `name` (see the module docstring), or None for "none".
 
     Raises ASRUnavailable when an explicitly requested ASR (or, for "auto",
@@ -102,11 +224,11 @@ def load_asr(name: str, model_dir: str | os.PathLike = "models", whisper_size: s
     if name == "none":
         return None
     if name == "whisper":
-        return WhisperTranscriber(whisper_size, model_dir, device)
+        return WhisperTranscriber(whisper_model, model_dir, device, temperature_fallback=temperature_fallback)
     if name == "pocketsphinx":
         return PocketsphinxTranscriber()
     try:
-        return WhisperTranscriber(whisper_size, model_dir, device)
+        return WhisperTranscriber(whisper_model, model_dir, device, temperature_fallback=temperature_fallback)
     except ASRUnavailable as exc:
         whisper_reason = str(exc)
     log.info("asr auto: Whisper unavailable (%s); falling back to pocketsphinx", whisper_reason)

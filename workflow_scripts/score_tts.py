@@ -1,16 +1,25 @@
-"""Score a speech folder against the speaker's enrollment clip: SECS and WER.
+"""Score a speech folder against the speaker's enrollment clip: SECS, WER and predicted MOS.
 
     python -m workflow_scripts.score_tts --enrollment data/demo/spk01/enrollment.wav \
-        --speech-dir results/speech/worldclone/spk01 --asr auto --model-dir models \
-        --out-csv results/tts_scores/worldclone/spk01.csv \
+        --speech-dir results/speech/worldclone/spk01 --asr auto --whisper-model large-v3 \
+        --secs-xvector-model speechbrain/spkrec-xvect-voxceleb --mos utmos dnsmos distillmos \
+        --model-dir models --out-csv results/tts_scores/worldclone/spk01.csv \
         --out-summary results/tts_scores/worldclone/spk01.json
 
-Per utterance: the cosine similarity of its Resemblyzer embedding to the
-enrollment's (`secs_resemblyzer`), the ASR transcript and its WER against the
-text it was meant to say. The summary holds the mean SECS with its 95%
-t-interval, the corpus-level WER (all word errors / all reference words), the
-mean per-utterance WER and the name of the ASR that produced them. Without an
-ASR the WER fields are empty and `asr_reason` says why.
+Per utterance, as the GenDA challenge scored its TTS data:
+- SECS, the cosine similarity of its speaker embedding to the enrollment's,
+  with Resemblyzer (`secs_resemblyzer`, always available) and with the
+  speechbrain x-vector the challenge used (`secs_xvector`);
+- the ASR transcript and its WER against the text it was meant to say
+  (Whisper large-v3 in the challenge; both sides through Whisper's English
+  normaliser, jiwer);
+- predicted MOS: UTMOS (`utmos`), DNSMOS (`dnsmos_*`), DistillMOS (`distillmos`).
+
+The summary holds each score's mean and 95% t-interval, the corpus-level WER
+(all word errors / all reference words) and the mean per-utterance WER, and
+names every model. A score whose model cannot be loaded here (weights not in
+`--model-dir`: nothing is downloaded while scoring) stays empty, and its
+`*_reason` field says why. Each model is loaded once per job.
 """
 
 from __future__ import annotations
@@ -30,12 +39,19 @@ from tqdm import tqdm
 from workflow_scripts.asr import ASR_CHOICES, ASRUnavailable, load_asr, normalizer_name, word_errors
 from workflow_scripts.audio import SAMPLE_RATE, atomic_write_text, read_audio
 from workflow_scripts.clone_voice import resolve_device
-from workflow_scripts.speaker_similarity import SpeakerEncoder, cosine_similarity, mean_ci95
+from workflow_scripts.mos import MOS_CHOICES, PREDICTORS, UTMOS_HUB_REPO, load_predictors
+from workflow_scripts.speaker_similarity import (
+    XVECTOR_DEFAULT_SOURCE,
+    SpeakerEncoder,
+    load_xvector_encoder,
+    mean_ci95,
+    similarity_to_enrollment,
+)
 from workflow_scripts.training import read_speech_folder as read_manifest
 
 log = logging.getLogger("score_tts")
 
-EMBED_FILES_PER_BATCH = 16
+ASR_COLUMNS = ("asr_text", "wer", "word_errors", "reference_words", "asr")
 
 
 def read_speech_folder(speech_dir: Path, max_utterances: int = 0) -> tuple[pd.DataFrame, list[np.ndarray]]:
@@ -48,34 +64,29 @@ def read_speech_folder(speech_dir: Path, max_utterances: int = 0) -> tuple[pd.Da
     return manifest, audios
 
 
-def score_similarity(encoder: SpeakerEncoder, enrollment: np.ndarray,
-                     audios: list[np.ndarray]) -> list[float]:
-    """SECS of each utterance against the enrollment clip."""
-    enrollment_embedding = encoder.embed([enrollment])[0]
-    scores = []
-    for start in tqdm(range(0, len(audios), EMBED_FILES_PER_BATCH), desc="SECS", unit="batch"):
-        for embedding in encoder.embed(audios[start:start + EMBED_FILES_PER_BATCH]):
-            scores.append(cosine_similarity(enrollment_embedding, embedding))
-    return scores
-
-
 def transcribe_all(transcriber, manifest: pd.DataFrame, audios: list[np.ndarray]) -> pd.DataFrame:
-    """asr_text, wer, word_errors, reference_words per utterance."""
+    """asr_text, wer, word_errors, reference_words per utterance (transcribed in the ASR's batches)."""
+    hypotheses = []
+    with tqdm(total=len(audios), desc=f"ASR {transcriber.name}", unit="utt") as progress:
+        for start in range(0, len(audios), transcriber.batch_size):
+            batch = audios[start:start + transcriber.batch_size]
+            hypotheses += transcriber.transcribe_batch(batch)
+            progress.update(len(batch))
     rows = []
-    for text, audio in tqdm(list(zip(manifest.text, audios)), desc=f"ASR {transcriber.name}", unit="utt"):
-        hypothesis = transcriber.transcribe(audio)
+    for text, hypothesis in zip(manifest.text, hypotheses):
         errors, reference_words = word_errors(text, hypothesis)
         rows.append({"asr_text": hypothesis, "wer": errors / reference_words,
                      "word_errors": errors, "reference_words": reference_words})
     return pd.DataFrame(rows)
 
 
-def open_asr(asr: str, model_dir: Path, whisper_model: str, device: str):
+def open_asr(asr: str, model_dir: Path, whisper_model: str, device: str, temperature_fallback: bool = True):
     """(transcriber or None, reason it is None). Explicitly requested ASRs must load."""
     if asr == "none":
         return None, "ASR disabled (--asr none)"
     try:
-        return load_asr(asr, model_dir, whisper_size=whisper_model, device=device), ""
+        return load_asr(asr, model_dir, whisper_model=whisper_model, device=device,
+                        temperature_fallback=temperature_fallback), ""
     except ASRUnavailable as exc:
         if asr != "auto":
             raise
@@ -83,73 +94,137 @@ def open_asr(asr: str, model_dir: Path, whisper_model: str, device: str):
 
 
 def _finite_or_none(value):
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
     return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
 
 
-def summarize(table: pd.DataFrame, transcriber, asr_reason: str, enrollment_wav: Path,
-              speech_dir: Path) -> dict:
-    """The summary JSON: SECS mean and 95% interval, corpus and mean WER, which ASR (NaN -> null)."""
-    secs_mean, secs_low, secs_high = mean_ci95(table.secs_resemblyzer)
+def _mean_fields(prefix: str, values) -> dict:
+    """{prefix_mean, prefix_ci95_low, prefix_ci95_high} of the finite values (NaN when none)."""
+    mean, low, high = mean_ci95(pd.to_numeric(pd.Series(values), errors="coerce").dropna())
+    return {f"{prefix}_mean": mean, f"{prefix}_ci95_low": low, f"{prefix}_ci95_high": high}
+
+
+def summarize(table: pd.DataFrame, transcriber, asr_reason: str, enrollment_wav: Path, speech_dir: Path,
+              xvector_source: str = "", xvector_reason: str = "", mos_models: dict | None = None,
+              mos_reasons: dict | None = None) -> dict:
+    """The summary JSON: every score's mean and 95% interval, corpus and mean WER, the model behind
+    each score and why a score is missing (NaN -> null)."""
+    mos_models, mos_reasons = mos_models or {}, mos_reasons or {}
+    secs = _mean_fields("secs_resemblyzer", table.secs_resemblyzer)
     summary = {
-        "n_utterances": int(len(table)),
+        "n_utterances": len(table),
         "speech_dir": str(speech_dir),
         "enrollment": str(enrollment_wav),
+        # the Resemblyzer SECS under its first names, which older tables read
         "secs_model": SpeakerEncoder.name,
-        "secs_mean": secs_mean,
-        "secs_ci95_low": secs_low,
-        "secs_ci95_high": secs_high,
+        "secs_mean": secs["secs_resemblyzer_mean"],
+        "secs_ci95_low": secs["secs_resemblyzer_ci95_low"],
+        "secs_ci95_high": secs["secs_resemblyzer_ci95_high"],
+        "secs_resemblyzer_model": SpeakerEncoder.name,
+        **secs,
+        "secs_xvector_model": xvector_source or None,
+        **_mean_fields("secs_xvector", table.secs_xvector),
+        "secs_xvector_reason": xvector_reason,
         "asr": transcriber.name if transcriber is not None else None,
         "asr_reason": asr_reason,
         "asr_note": getattr(transcriber, "note", "") if transcriber is not None else "",
         "text_normalizer": normalizer_name() if transcriber is not None else None,
         "wer": None,
         "wer_mean_per_utterance": None,
+        "wer_ci95_low": None,
+        "wer_ci95_high": None,
         "word_errors": None,
         "reference_words": None,
     }
     if transcriber is not None:
         errors, reference_words = int(table.word_errors.sum()), int(table.reference_words.sum())
-        summary.update(wer=errors / reference_words, wer_mean_per_utterance=float(table.wer.mean()),
+        wer_mean, wer_low, wer_high = mean_ci95(table.wer.astype(float))
+        summary.update(wer=errors / reference_words, wer_mean_per_utterance=wer_mean,
+                       wer_ci95_low=wer_low, wer_ci95_high=wer_high,
                        word_errors=errors, reference_words=reference_words)
+    for name, predictor_class in PREDICTORS.items():
+        summary[f"{name}_model"] = mos_models.get(name)
+        for column in predictor_class.columns:
+            summary.update(_mean_fields(column, table[column]))
+        summary[f"{name}_reason"] = mos_reasons.get(name, "")
     return {key: _finite_or_none(value) for key, value in summary.items()}
 
 
 def score_tts(enrollment_wav: Path, speech_dir: Path, out_csv: Path, out_summary: Path,
               asr: str = "auto", model_dir: Path = Path("models"), whisper_model: str = "large-v3",
-              device: str = "auto", max_utterances: int = 0) -> dict:
-    """Check the inputs, score every utterance, write the table and the summary; returns the summary."""
+              device: str = "auto", max_utterances: int = 0, secs_xvector_model: str = XVECTOR_DEFAULT_SOURCE,
+              utmos_model: str = UTMOS_HUB_REPO, mos: tuple[str, ...] = MOS_CHOICES,
+              whisper_temperature_fallback: bool = True) -> dict:
+    """Check the inputs, load every model once, score every utterance, write the table and the
+    summary; returns the summary."""
+    unknown = [name for name in mos if name not in MOS_CHOICES]
+    if unknown:
+        raise ValueError(f"unknown MOS predictor(s) {', '.join(unknown)}; choose from {', '.join(MOS_CHOICES)}")
     enrollment = read_audio(enrollment_wav)
     manifest, audios = read_speech_folder(speech_dir, max_utterances)
     device = resolve_device(device)
     log.info("%s: %d utterances, %.1f s; enrollment %s (%.1f s)", speech_dir, len(audios),
              sum(a.size for a in audios) / SAMPLE_RATE, enrollment_wav, enrollment.size / SAMPLE_RATE)
 
-    transcriber, asr_reason = open_asr(asr, model_dir, whisper_model, device)
-
+    # every model first, so that a model named explicitly but missing stops the job before any work
     start = time.perf_counter()
-    encoder = SpeakerEncoder(device=device)
-    secs = score_similarity(encoder, enrollment, audios)
-    log.info("SECS (%s on %s): %.3f s per utterance", encoder.name, device,
-             (time.perf_counter() - start) / len(audios))
+    transcriber, asr_reason = open_asr(asr, model_dir, whisper_model, device, whisper_temperature_fallback)
+    resemblyzer = SpeakerEncoder(device=device)
+    xvector_encoder, xvector_reason = load_xvector_encoder(secs_xvector_model, model_dir, device)
+    predictors, mos_reasons = load_predictors(list(mos), utmos_model, model_dir, device)
+    for name in MOS_CHOICES:
+        if name not in mos:
+            mos_reasons[name] = f"not run (not in --mos {' '.join(mos) or 'none'})"
+    log.info("models loaded on %s in %.1f s", device, time.perf_counter() - start)
 
     table = manifest[["utt_id", "text", "duration_s"]].copy()
-    table["secs_resemblyzer"] = secs
+    table["secs_resemblyzer"] = timed(f"SECS ({resemblyzer.name})", len(audios), similarity_to_enrollment,
+                                      resemblyzer, enrollment, audios, desc="SECS resemblyzer")
+    if xvector_encoder is None:
+        log.warning("no x-vector SECS: %s", xvector_reason)
+        table["secs_xvector"] = np.nan
+    else:
+        table["secs_xvector"] = timed(f"SECS (x-vector {secs_xvector_model})", len(audios),
+                                      similarity_to_enrollment, xvector_encoder, enrollment, audios,
+                                      desc="SECS x-vector")
     if transcriber is None:
         log.warning("no WER: %s", asr_reason)
-        for column in ("asr_text", "wer", "word_errors", "reference_words", "asr"):
+        for column in ASR_COLUMNS:
             table[column] = None
     else:
-        start = time.perf_counter()
-        table = pd.concat([table, transcribe_all(transcriber, manifest, audios)], axis=1)
+        scores = timed(f"ASR {transcriber.name} (normaliser {normalizer_name()})", len(audios),
+                       transcribe_all, transcriber, manifest, audios)
+        table = pd.concat([table, scores], axis=1)
         table["asr"] = transcriber.name
-        log.info("ASR %s (normaliser %s): %.3f s per utterance", transcriber.name, normalizer_name(),
-                 (time.perf_counter() - start) / len(audios))
+        if getattr(transcriber, "calls_to_transcribe", 0):
+            log.info("%d of %d utterances needed whisper.transcribe after the batched pass",
+                     transcriber.calls_to_transcribe, len(audios))
+    for predictor_class in PREDICTORS.values():
+        for column in predictor_class.columns:
+            table[column] = np.nan
+    for name, predictor in predictors.items():
+        scores = timed(f"MOS {predictor.model_name}", len(audios), predictor.predict, audios)
+        for column, values in scores.items():
+            table[column] = values
 
-    summary = summarize(table, transcriber, asr_reason, enrollment_wav, speech_dir)
+    summary = summarize(table, transcriber, asr_reason, enrollment_wav, speech_dir,
+                        xvector_source=secs_xvector_model if secs_xvector_model != "none" else "",
+                        xvector_reason=xvector_reason,
+                        mos_models={name: predictor.model_name for name, predictor in predictors.items()},
+                        mos_reasons=mos_reasons)
     atomic_write_text(out_csv, table.to_csv(index=False))
     atomic_write_text(out_summary, json.dumps(summary, indent=2) + "\n")
     log.info("summary: %s", json.dumps(summary))
     return summary
+
+
+def timed(what: str, n_utterances: int, function, *args, **kwargs):
+    """function(*args, **kwargs), logging its time per utterance."""
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    log.info("%s: %.3f s per utterance", what, (time.perf_counter() - start) / max(n_utterances, 1))
+    return result
 
 
 def main(argv=None) -> int:
@@ -158,9 +233,23 @@ def main(argv=None) -> int:
     parser.add_argument("--speech-dir", required=True, type=Path,
                         help="speech folder to score (manifest.csv)")
     parser.add_argument("--asr", default="auto", choices=ASR_CHOICES)
-    parser.add_argument("--whisper-model", default="large-v3", help="Whisper size (when Whisper is used)")
+    parser.add_argument("--whisper-model", default="large-v3",
+                        help="Whisper size, read from MODEL_DIR/whisper (the challenge: large-v3), "
+                             "or the path of a Whisper checkpoint file")
+    parser.add_argument("--whisper-temperature-fallback", default=True, action=argparse.BooleanOptionalAction,
+                        help="retry an utterance at higher temperatures as whisper.transcribe does "
+                             "(--no-whisper-temperature-fallback: greedy only)")
+    parser.add_argument("--secs-xvector-model", default=XVECTOR_DEFAULT_SOURCE,
+                        help="speechbrain x-vector model: hub id (read from MODEL_DIR/speechbrain), "
+                             "local model folder, or none")
+    parser.add_argument("--mos", nargs="*", default=list(MOS_CHOICES), choices=MOS_CHOICES, metavar="PREDICTOR",
+                        help=f"MOS predictors to run, any of {', '.join(MOS_CHOICES)} (default: all; "
+                             "none given: no MOS)")
+    parser.add_argument("--utmos-model", default=UTMOS_HUB_REPO,
+                        help="UTMOS22 weights: hub repo id (read from MODEL_DIR/huggingface), "
+                             "a utmos_state_dict.pt file, or a folder holding it")
     parser.add_argument("--model-dir", default=Path("models"), type=Path,
-                        help="model caches (Whisper weights under whisper/)")
+                        help="model caches (workflow_scripts.model_cache): nothing is downloaded while scoring")
     parser.add_argument("--out-csv", required=True, type=Path, help="per-utterance scores")
     parser.add_argument("--out-summary", required=True, type=Path, help="summary JSON")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -171,7 +260,9 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     score_tts(args.enrollment, args.speech_dir, args.out_csv, args.out_summary, asr=args.asr,
               model_dir=args.model_dir, whisper_model=args.whisper_model, device=args.device,
-              max_utterances=args.max_utterances)
+              max_utterances=args.max_utterances, secs_xvector_model=args.secs_xvector_model,
+              utmos_model=args.utmos_model, mos=tuple(args.mos),
+              whisper_temperature_fallback=args.whisper_temperature_fallback)
     return 0
 
 

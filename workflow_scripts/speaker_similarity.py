@@ -1,16 +1,22 @@
-"""Speaker-embedding cosine similarity (SECS) with Resemblyzer.
+"""Speaker-embedding cosine similarity (SECS) of speech to an enrollment clip.
 
-Resemblyzer's VoiceEncoder (a 3-layer LSTM d-vector model that ships its own
-weights) embeds 16 kHz float audio; an utterance's embedding is the
-normalised mean of the embeddings of its 1.6 s partial windows, exactly as
-`VoiceEncoder.embed_utterance` computes it, but with the windows of many
-files forwarded together in batches.
+Two encoders, each giving L2-normalised embeddings of 16 kHz float audio:
+
+- `SpeakerEncoder`: Resemblyzer's VoiceEncoder (a 3-layer LSTM d-vector
+  model that ships its own weights, so it always works offline); an
+  utterance's embedding is the normalised mean of the embeddings of its
+  1.6 s partial windows, exactly as `VoiceEncoder.embed_utterance` computes
+  it, but with the windows of many files forwarded together in batches.
+- the speechbrain x-vector the challenge used (`workflow_scripts.xvector`,
+  clips peak-normalised first), loaded by `load_xvector_encoder`, which
+  says why when its weights are not there.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 
 import numpy as np
@@ -19,6 +25,8 @@ from scipy import stats
 log = logging.getLogger(__name__)
 
 ENCODER_NAME = "resemblyzer-0.1.4"
+XVECTOR_DEFAULT_SOURCE = "speechbrain/spkrec-xvect-voxceleb"
+EMBED_FILES_PER_BATCH = 16
 
 
 def _import_resemblyzer():
@@ -68,6 +76,50 @@ class SpeakerEncoder:
             mean = chunk.mean(axis=0)
             embeddings.append(mean / np.linalg.norm(mean))
         return np.stack(embeddings).astype(np.float32)
+
+
+def load_xvector_encoder(source: str, model_dir: str | os.PathLike = "models", device: str = "cpu"):
+    """(XVectorEncoder or None, the reason it is None).
+
+    "none" disables it. A hub id whose weights are not in `model_dir` gives a
+    reason (scoring goes on without x-vectors); a local folder that does not
+    load is an error, since it was named explicitly.
+    """
+    from workflow_scripts.model_cache import is_local
+
+    if source in ("", "none"):
+        return None, "x-vector SECS disabled (--secs-xvector-model none)"
+    try:
+        from workflow_scripts.xvector import XVectorEncoder
+    except ImportError as exc:
+        return None, f"x-vector encoder unavailable ({exc})"
+    if is_local(source):
+        return XVectorEncoder(source=source, model_dir=model_dir, device=device), ""
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # scoring reads the model cache and never downloads
+    try:
+        return XVectorEncoder(source=source, model_dir=model_dir, device=device), ""
+    except (ImportError, OSError, RuntimeError, ValueError) as exc:
+        log.warning("x-vector model %s not loaded: %s", source, exc)
+        return None, f"x-vector model {source} not loaded ({exc})"
+    finally:
+        if previous is None:
+            del os.environ["HF_HUB_OFFLINE"]
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
+
+
+def similarity_to_enrollment(encoder, enrollment: np.ndarray, audios: list[np.ndarray],
+                             files_per_batch: int = EMBED_FILES_PER_BATCH, desc: str = "SECS") -> list[float]:
+    """SECS of each utterance against the enrollment clip, embedding `files_per_batch` files at once."""
+    from tqdm import tqdm
+
+    enrollment_embedding = encoder.embed([enrollment])[0]
+    scores = []
+    for start in tqdm(range(0, len(audios), files_per_batch), desc=desc, unit="batch"):
+        for embedding in encoder.embed(audios[start:start + files_per_batch]):
+            scores.append(cosine_similarity(enrollment_embedding, embedding))
+    return scores
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,204 @@
+"""TTS scoring as the challenge scored: SECS (resemblyzer, x-vector), Whisper WER, predicted MOS.
+
+The x-vector and Whisper models are tiny random checkpoints of the real architectures
+(tests/tiny_hf.py, tests/tiny_whisper.py) loaded through the same code as the released
+weights; DNSMOS and DistillMOS run with the weights their wheels ship; UTMOS has no weights
+here, so its column must stay empty with the reason given.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_hf import build_tiny_xvector
+from tiny_whisper import build_tiny_whisper
+
+from workflow_scripts import aggregate, score_tts
+from workflow_scripts.asr import ASRUnavailable, WhisperTranscriber, load_asr
+from workflow_scripts.audio import SAMPLE_RATE, write_audio
+from workflow_scripts.mos import UTMOSPredictor, load_predictors, resolve_utmos_weights
+from workflow_scripts.speaker_similarity import load_xvector_encoder
+from workflow_scripts.voices import render_flite
+
+SENTENCES = ["The sun is shining today.", "Please open the door."]
+ENROLLMENT_TEXT = "My name is Paul and I live in a small town. Every morning I walk to work."
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """An enrollment clip, a two-utterance speech folder (flite kal16), and tiny random models."""
+    root = tmp_path_factory.mktemp("scoring")
+    enrollment_wav = root / "enrollment.wav"
+    write_audio(enrollment_wav, render_flite(ENROLLMENT_TEXT, "kal16"))
+    speech_dir = root / "speech"
+    rows = []
+    for index, text in enumerate(SENTENCES):
+        audio = render_flite(text, "kal16")
+        write_audio(speech_dir / f"utt{index}.wav", audio)
+        rows.append({"utt_id": f"utt{index}", "path": f"utt{index}.wav", "text": text,
+                     "duration_s": audio.size / SAMPLE_RATE})
+    pd.DataFrame(rows).to_csv(speech_dir / "manifest.csv", index=False)
+    return {"root": root, "enrollment": enrollment_wav, "speech": speech_dir, "models": root / "models",
+            "whisper": build_tiny_whisper(root / "checkpoints"),
+            "xvector": build_tiny_xvector(root / "xvector")}
+
+
+def score_args(world, out_name, *extra):
+    out = world["root"] / out_name
+    return ["--enrollment", str(world["enrollment"]), "--speech-dir", str(world["speech"]),
+            "--model-dir", str(world["models"]), "--device", "cpu",
+            "--out-csv", str(out.with_suffix(".csv")), "--out-summary", str(out.with_suffix(".json")), *extra]
+
+
+@pytest.fixture(scope="module")
+def scored(world):
+    """score_tts end to end: auto ASR with a Whisper checkpoint file, tiny x-vector, all MOS predictors."""
+    score_tts.main(score_args(world, "tts", "--asr", "auto", "--whisper-model", str(world["whisper"]),
+                              "--no-whisper-temperature-fallback", "--secs-xvector-model", world["xvector"],
+                              "--mos", "utmos", "dnsmos", "distillmos"))
+    out = world["root"] / "tts"
+    return pd.read_csv(out.with_suffix(".csv")), json.loads(out.with_suffix(".json").read_text())
+
+
+def test_score_tts_fills_every_score_it_can(scored):
+    table, summary = scored
+    assert len(table) == summary["n_utterances"] == len(SENTENCES)
+    assert table.secs_resemblyzer.between(-1, 1).all() and table.secs_xvector.between(-1, 1).all()
+    assert summary["secs_mean"] == summary["secs_resemblyzer_mean"]  # the first name still holds
+    assert summary["secs_xvector_model"].endswith("xvector") and summary["secs_xvector_reason"] == ""
+    assert summary["secs_xvector_mean"] == pytest.approx(table.secs_xvector.mean())
+    assert summary["secs_xvector_ci95_low"] <= summary["secs_xvector_mean"] <= summary["secs_xvector_ci95_high"]
+    # auto + a checkpoint file -> Whisper; random weights say nothing useful, but the columns fill
+    assert summary["asr"] == "whisper-tiny-random" and (table.asr == "whisper-tiny-random").all()
+    assert "tiny-random.pt" in summary["asr_note"] and summary["text_normalizer"] == "whisper-english"
+    assert table.wer.notna().all() and (table.wer >= 0).all() and np.isfinite(table.wer).all()
+    assert summary["wer"] == pytest.approx(table.word_errors.sum() / table.reference_words.sum())
+    for column in ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "distillmos"):
+        assert table[column].between(1, 5).all(), column
+        assert summary[f"{column}_mean"] == pytest.approx(table[column].mean())
+    assert "speechmos" in summary["dnsmos_model"] and "distillmos" in summary["distillmos_model"]
+    assert summary["dnsmos_reason"] == summary["distillmos_reason"] == ""
+
+
+def test_missing_utmos_weights_leave_the_column_empty_and_say_why(scored, world):
+    table, summary = scored
+    assert table.utmos.isna().all()
+    assert summary["utmos_mean"] is None and summary["utmos_model"] is None
+    assert "not available offline" in summary["utmos_reason"]
+    assert str(world["models"] / "huggingface") in summary["utmos_reason"]
+
+
+def test_aggregate_tts_table_shows_every_score_and_reason(scored, world):
+    tts = aggregate.read_tts_scores([
+        {"source": "gt", "speaker": "spk01", "path": str(world["root"] / "tts.json")},
+        {"source": "clone", "speaker": "spk01", "path": str(world["root"] / "tts.json")},
+    ])
+    markdown = aggregate.tts_markdown(tts)
+    header = next(line for line in markdown.splitlines() if line.startswith("| Source |"))
+    for title in ("SECS (resemblyzer)", "SECS (x-vector)", "WER", "UTMOS", "DNSMOS OVRL", "DistillMOS", "ASR"):
+        assert title in header
+    gt_row = next(line for line in markdown.splitlines() if line.startswith("| gt |"))
+    cells = [cell.strip() for cell in gt_row.strip("|").split("|")]
+    summary = scored[1]
+    assert cells[1] == f"{summary['secs_resemblyzer_mean']:.3f}"
+    assert cells[2] == f"{summary['secs_xvector_mean']:.3f}"
+    assert cells[3] == f"{summary['wer']:.3f}"
+    assert cells[4] == "n/a: UTMOS weights not available offline"
+    assert cells[5] == f"{summary['dnsmos_ovrl_mean']:.2f}" and cells[6] == f"{summary['distillmos_mean']:.2f}"
+    assert cells[7] == "whisper-tiny-random"
+    assert "## Not available" in markdown and summary["utmos_reason"] in markdown
+
+
+def test_aggregate_reads_summaries_written_before_these_scores(tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"n_utterances": 8, "secs_mean": 0.9, "wer": 0.25, "asr": "pocketsphinx-en-us",
+                               "asr_reason": ""}))
+    tts = aggregate.read_tts_scores([{"source": "gt", "speaker": "spk01", "path": str(old)}])
+    assert tts.secs[0] == 0.9 and tts.wer[0] == 0.25 and math.isnan(tts.utmos[0])
+    assert "n/a: not in old.json" in aggregate.tts_markdown(tts)
+    with pytest.raises(FileNotFoundError, match="missing.json: TTS score summary not found"):
+        aggregate.read_tts_scores([{"source": "gt", "speaker": "spk01", "path": str(tmp_path / "missing.json")}])
+
+
+def test_batched_whisper_gives_the_text_of_one_transcribe_call_per_file(world):
+    transcriber = WhisperTranscriber(str(world["whisper"]), world["models"], "cpu", batch_size=4,
+                                     temperature_fallback=False)
+    clip = render_flite("Hello there, how are you?", "kal16")
+    clips = [clip, clip[: SAMPLE_RATE // 2], np.zeros(SAMPLE_RATE, np.float32), np.tile(clip, 20)]  # last > 30 s
+    expected = [transcriber.model.transcribe(c, language="en", temperature=0.0, fp16=False)["text"].strip()
+                for c in clips]
+    assert transcriber.transcribe_batch(clips) == expected
+    assert transcriber.calls_to_transcribe >= 1  # the clip past 30 s
+
+
+def test_whisper_size_weights_are_checked_never_downloaded(world, tmp_path):
+    with pytest.raises(ASRUnavailable, match=r"large-v3\.pt in .*whisper.*no download"):
+        load_asr("whisper", tmp_path / "models", whisper_model="large-v3")
+    corrupt = tmp_path / "models" / "whisper" / "large-v3.pt"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(world["whisper"].read_bytes())  # a Whisper checkpoint, but not the released one
+    transcriber = load_asr("auto", tmp_path / "models", whisper_model="large-v3")
+    assert transcriber.name == "pocketsphinx-en-us" and "SHA256 does not match" in transcriber.note
+    with pytest.raises(FileNotFoundError, match="no_such.pt: Whisper checkpoint file not found"):
+        load_asr("auto", tmp_path / "models", whisper_model=str(tmp_path / "no_such.pt"))
+
+
+def test_explicit_whisper_without_weights_fails_before_any_output(world, tmp_path):
+    out_csv, out_json = tmp_path / "x.csv", tmp_path / "x.json"
+    with pytest.raises(ASRUnavailable, match="large-v3"):
+        score_tts.main(["--enrollment", str(world["enrollment"]), "--speech-dir", str(world["speech"]),
+                        "--asr", "whisper", "--model-dir", str(tmp_path / "models"), "--device", "cpu",
+                        "--out-csv", str(out_csv), "--out-summary", str(out_json)])
+    assert not out_csv.exists() and not out_json.exists()
+
+
+def test_xvector_hub_model_missing_is_a_reason_and_stays_offline(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    encoder, reason = load_xvector_encoder("speechbrain/spkrec-xvect-voxceleb", tmp_path / "models", "cpu")
+    assert encoder is None and "spkrec-xvect-voxceleb" in reason
+    assert "HF_HUB_OFFLINE" not in os.environ  # restored after the offline load
+    assert load_xvector_encoder("none")[0] is None
+    with pytest.raises(FileNotFoundError, match="not a speechbrain model folder"):
+        load_xvector_encoder(str(tmp_path), tmp_path / "models", "cpu")  # an explicit folder must load
+
+
+def test_utmos_weights_are_checked(tmp_path):
+    import torch
+
+    predictors, reasons = load_predictors(["utmos"], "Blinorot/UTMOS-PyTorch", tmp_path / "models")
+    assert predictors == {} and "not available offline" in reasons["utmos"]
+    with pytest.raises(FileNotFoundError, match="no utmos_state_dict.pt"):
+        UTMOSPredictor(str(tmp_path), tmp_path / "models")
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"weight": torch.zeros(2)}, wrong)
+    with pytest.raises(ValueError, match="wrong.pt: not a UTMOS22 state dict"):
+        UTMOSPredictor(str(wrong), tmp_path / "models")
+    with pytest.raises(ValueError, match="unknown MOS predictor"):
+        load_predictors(["pesq"])
+    # where download_models puts the hub repo (snapshot_download into MODEL_DIR/huggingface/hub)
+    repo = tmp_path / "filled" / "huggingface" / "hub" / "models--Blinorot--UTMOS-PyTorch"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit / "utmos_state_dict.pt").write_bytes(wrong.read_bytes())
+    found = resolve_utmos_weights("Blinorot/UTMOS-PyTorch", tmp_path / "filled")
+    assert found == repo / "snapshots" / commit / "utmos_state_dict.pt"
+
+
+@pytest.mark.slow
+def test_utmos_scores_with_a_full_size_random_state_dict(tmp_path):
+    """The UTMOS22 architecture at its real size (about 100 M parameters), random weights, loaded from
+    a folder as the converted hub weights are."""
+    import torch
+    from utmos_pytorch.utmos_torch import UTMOSModel
+
+    torch.manual_seed(0)
+    torch.save(UTMOSModel().state_dict(), tmp_path / "utmos_state_dict.pt")
+    predictor = UTMOSPredictor(str(tmp_path), tmp_path / "models")
+    scores = predictor.predict([render_flite("Good morning.", "kal16"), render_flite("Thank you.", "slt")])
+    assert len(scores["utmos"]) == 2 and all(math.isfinite(s) for s in scores["utmos"])
+    assert str(tmp_path) in predictor.model_name
