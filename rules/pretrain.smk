@@ -4,11 +4,15 @@
 
 rule pretrain:
     input:
-        speech="data/background/speech",
-        noises="data/background/noises",
+        unpack(pretrain_data),
     output:
         model="results/pretrain/{model}/model.pt",
         history="results/pretrain/{model}/training_log.csv",
+        loss_plot=report(
+            "results/pretrain/{model}/loss.png",
+            category="Pre-training",
+            labels={"model": "{model}"},
+        ),
     log:
         "logs/pretrain/{model}.log",
     benchmark:
@@ -20,9 +24,12 @@ rule pretrain:
     resources:
         gpu=1,
     params:
-        recipe=cli_args(config["generalist"]["pretrain"]),
+        recipe=cli_args(config["generalist"].get("pretrain", {})),
         out_dir="results/pretrain/{model}",
+        # a killed job started again continues from here (removed when done)
+        resume="results/pretrain/{model}.resume.pt",
     shell:
         "python -m workflow_scripts.pretrain --speech-dir {input.speech}"
         " --noise-dir {input.noises} --model-size {wildcards.model} {params.recipe}"
-        " --threads {threads} --out-dir {params.out_dir} 2> {log}"
+        " --threads {threads} --resume-file {params.resume}"
+        " --out-dir {params.out_dir} 2> {log}"

@@ -26,12 +26,10 @@ log = logging.getLogger("clone_voice")
 
 
 def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when a GPU is visible, else "cpu"."""
-    if device != "auto":
-        return device
-    import torch
+    """"auto" -> "cuda" on a GPU claimed for this job (workflow_scripts.gpu), else "cpu"."""
+    from workflow_scripts.gpu import resolve_device as claim_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return claim_device(device)
 
 
 def parse_options(options_json: str) -> dict:

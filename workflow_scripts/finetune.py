@@ -4,7 +4,8 @@ The first `--num-val` rows of the speech folder validate, the next
 `--num-train` rows train (nested subsets). The initial model's validation
 score is history row 0, so the kept model may be the unmodified generalist.
 Writes out-dir/{model.pt, training_log.csv, config.yaml, loss.png}, the folder
-appearing only when complete.
+appearing only when complete. With `--resume-file`, a killed run started
+again continues where its last checkpoint left off (see training.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from workflow_scripts.training import (
     read_speech_folder,
     recipe_dict,
     recipe_from_args,
+    remove_resume,
     resolve_device,
     train,
     validation_set,
@@ -73,7 +75,7 @@ def main(argv=None) -> None:
     _, noises = load_noises(args.noise_dir)
     mixer = CropMixer(load_utterances(train_rows), noises, recipe)
     val_pairs = validation_set(load_utterances(val_rows), noises, recipe.seed, recipe.peak_normalize)
-    result = train(model, mixer, val_pairs, recipe, device)
+    result = train(model, mixer, val_pairs, recipe, device, args.resume_file, args.resume_every)
     log.info(
         "best step %d: validation SDR %.3f dB (initial %.3f dB)",
         result.best_step,
@@ -95,6 +97,7 @@ def main(argv=None) -> None:
     with atomic_dir(args.out_dir) as tmp:
         write_training_outputs(tmp, model, result, vars(args), training_info)
     log.info("wrote %s", args.out_dir)
+    remove_resume(args.resume_file)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 All rows of the speech folder are used; the last `--num-val` utterances are
 held out for validation. Writes out-dir/{model.pt, training_log.csv,
-config.yaml, loss.png}, the folder appearing only when complete.
+config.yaml, loss.png}, the folder appearing only when complete. With
+`--resume-file`, a killed run started again continues where its last
+checkpoint left off (see training.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from workflow_scripts.training import (
     read_speech_folder,
     recipe_dict,
     recipe_from_args,
+    remove_resume,
     resolve_device,
     seed_everything,
     train,
@@ -77,7 +80,7 @@ def main(argv=None) -> None:
     _, noises = load_noises(args.noise_dir)
     mixer = CropMixer(load_utterances(train_rows), noises, recipe)
     val_pairs = validation_set(load_utterances(val_rows), noises, recipe.seed, recipe.peak_normalize)
-    result = train(model, mixer, val_pairs, recipe, device)
+    result = train(model, mixer, val_pairs, recipe, device, args.resume_file, args.resume_every)
     log.info("best step %d: validation SDR %.3f dB", result.best_step, result.best_val_sdr_db)
 
     training_info = {
@@ -93,6 +96,7 @@ def main(argv=None) -> None:
     with atomic_dir(args.out_dir) as tmp:
         write_training_outputs(tmp, model, result, vars(args), training_info)
     log.info("wrote %s", args.out_dir)
+    remove_resume(args.resume_file)
 
 
 if __name__ == "__main__":

@@ -9,25 +9,41 @@ full-length mixtures, scored by mean SDR (the challenge's metric).
 The loop (Adam, negative-SDR loss, early stopping on validation SDR) keeps
 the best state; the validation score of the initial model is the first
 history row (step 0), so the best state can be the initial one.
+
+Resume: with a resume file, the loop writes its whole state (model,
+optimiser, early-stopping state, loss history, step, and the random states
+of torch, numpy, Python and the crop sampler) every `resume_every` steps,
+atomically, and on SIGTERM (a scheduler's time limit or preemption) at the
+end of the step under way. A run started again with the same resume file
+continues from there and ends exactly as an uninterrupted run would on the
+same device and thread count (bit-identical on CPU). A resume file written
+for another recipe, initial model or data is ignored.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import hashlib
+import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+import random
+import signal
+import threading
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
+from workflow_scripts import gpu
 from workflow_scripts.audio import (
     SAMPLE_RATE,
     AudioError,
+    atomic_path,
     atomic_write_text,
     fit_length,
     mix_at_snr,
@@ -46,6 +62,8 @@ VAL_SNRS_DB = (-2.5, 0.0, 2.5)  # validation mixtures cycle through these
 PEAK = 0.9  # peak level of a peak-normalised mixture
 GRAD_CLIP_NORM = 5.0
 MAX_DRAWS = 20  # redraws of a silent crop before giving up
+RESUME_EVERY = 25  # steps between resume checkpoints
+RESUME_FORMAT = 1
 
 
 class DataError(ValueError):
@@ -191,9 +209,8 @@ def validation_set(utterances, noises, seed: int, peak_normalize: bool = False):
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The device for `--device`: "auto" is a GPU claimed for this job (see gpu.py), else the CPU."""
+    return torch.device(gpu.resolve_device(name))
 
 
 def seed_everything(seed: int) -> None:
@@ -224,60 +241,217 @@ class TrainResult:
     best_val_sdr_db: float
 
 
+@dataclass
+class LoopState:
+    """Where the training loop stands after `step` steps."""
+
+    step: int
+    history: list[dict]
+    best_val: float
+    best_state: dict  # on the CPU
+    best_step: int = 0
+    stale: int = 0  # evaluations without improvement
+    losses: list[float] = field(default_factory=list)  # since the last evaluation
+
+
+def cpu_state(model: torch.nn.Module) -> dict:
+    return {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+
+
+# ---- resume files ---------------------------------------------------------------
+
+
+def training_fingerprint(model: ConvTasNet, mixer: CropMixer, val_pairs, recipe: Recipe) -> str:
+    """A hash of what the run depends on: recipe, initial model, training and validation audio."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps(asdict(recipe), sort_keys=True).encode())
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    for audio in [*mixer.utterances, *mixer.noises, *(a for pair in val_pairs for a in pair)]:
+        digest.update(np.ascontiguousarray(audio).tobytes())
+    return digest.hexdigest()
+
+
+def random_states(rng: np.random.Generator, device: torch.device) -> dict:
+    states = {
+        "crop_sampler": rng.bit_generator.state,
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if device.type == "cuda":
+        states["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_random_states(states: dict, rng: np.random.Generator, device: torch.device) -> None:
+    rng.bit_generator.state = states["crop_sampler"]
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if device.type == "cuda" and "torch_cuda" in states:
+        torch.cuda.set_rng_state_all(states["torch_cuda"])
+
+
+def save_resume(path: Path, fingerprint: str, loop: LoopState, model, optimizer, rng, device) -> None:
+    """The loop's whole state, written under a temporary name and renamed."""
+    state = {
+        "format": RESUME_FORMAT,
+        "fingerprint": fingerprint,
+        "loop": asdict(loop),
+        "model": cpu_state(model),
+        "optimizer": optimizer.state_dict(),
+        "random": random_states(rng, device),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    log.info("step %d: resume file %s written", loop.step, path)
+
+
+def load_resume(path: Path, fingerprint: str) -> dict | None:
+    """The saved state when `path` holds one for this very run, else None (and why, logged)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a resume file is an optimisation: never fail on it
+        log.warning("%s: unreadable resume file (%s); starting from step 0", path, exc)
+        return None
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        log.warning("%s: not a resume file of this version; starting from step 0", path)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.warning("%s: resume file of another recipe, initial model or data; starting from step 0", path)
+        return None
+    return state
+
+
+def remove_resume(path: str | Path | None) -> None:
+    """Delete the resume file once the final outputs are written."""
+    if path is not None and Path(path).exists():
+        Path(path).unlink()
+        log.info("removed resume file %s", path)
+
+
+class StopRequest:
+    """SIGTERM during training: finish the step, write the resume file, then stop."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+# ---- the loop ---------------------------------------------------------------------
+
+
 def train(
-    model: ConvTasNet, mixer: CropMixer, val_pairs, recipe: Recipe, device: torch.device
+    model: ConvTasNet,
+    mixer: CropMixer,
+    val_pairs,
+    recipe: Recipe,
+    device: torch.device,
+    resume_file: str | Path | None = None,
+    resume_every: int = RESUME_EVERY,
 ) -> TrainResult:
-    """Adam on negative SDR with early stopping on mean validation SDR."""
+    """Adam on negative SDR with early stopping on mean validation SDR.
+
+    With `resume_file`, continues from it when it holds a state of this run,
+    and writes one every `resume_every` steps and on SIGTERM.
+    """
     seed_everything(recipe.seed)
     rng = np.random.default_rng([recipe.seed, 0])
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
 
-    best_val = mean_validation_sdr(model, val_pairs, device)
-    best_state = copy.deepcopy(model.state_dict())
-    best_step, stale = 0, 0
-    history = [{"step": 0, "train_loss": math.nan, "val_sdr_db": best_val, "best": True}]
-    log.info("step 0: validation SDR %.3f dB (initial model)", best_val)
-
-    losses = []
-    progress = tqdm(range(1, recipe.max_steps + 1), desc="train", unit="step", mininterval=5.0)
-    for step in progress:
-        mixtures, cleans, _ = mixer.batch(rng, recipe.batch_size)
-        estimate = model(torch.from_numpy(mixtures).to(device))
-        loss = neg_sdr_loss(estimate, torch.from_numpy(cleans).to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
-        optimizer.step()
-        losses.append(loss.item())
-        if not math.isfinite(losses[-1]):
-            raise FloatingPointError(f"training diverged at step {step}: loss {losses[-1]}")
-        if step % recipe.val_every and step != recipe.max_steps:
-            continue
+    resume_file = Path(resume_file) if resume_file is not None else None
+    fingerprint = training_fingerprint(model, mixer, val_pairs, recipe) if resume_file else ""
+    saved = load_resume(resume_file, fingerprint) if resume_file else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        restore_random_states(saved["random"], rng, device)
+        loop = LoopState(**saved["loop"])
+        log.info("resumed from %s at step %d", resume_file, loop.step)
+    else:
         val = mean_validation_sdr(model, val_pairs, device)
-        improved = val > best_val
-        history.append(
-            {"step": step, "train_loss": float(np.mean(losses)), "val_sdr_db": val, "best": improved}
-        )
-        losses = []
-        progress.set_postfix(train_loss=f"{history[-1]['train_loss']:.2f}", val_sdr_db=f"{val:.2f}")
-        log.info(
-            "step %d: train loss %.3f, validation SDR %.3f dB%s",
-            step,
-            history[-1]["train_loss"],
-            val,
-            " (best)" if improved else "",
-        )
-        if improved:
-            best_val, best_step, stale = val, step, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= recipe.patience:
-                log.info("early stop at step %d: no improvement in %d evaluations", step, stale)
+        history = [{"step": 0, "train_loss": math.nan, "val_sdr_db": val, "best": True}]
+        loop = LoopState(step=0, history=history, best_val=val, best_state=cpu_state(model))
+        log.info("step 0: validation SDR %.3f dB (initial model)", val)
+
+    progress = tqdm(
+        range(loop.step + 1, recipe.max_steps + 1),
+        desc="train",
+        unit="step",
+        mininterval=5.0,
+        initial=loop.step,
+        total=recipe.max_steps,
+    )
+    with StopRequest() as stop:
+        for step in progress:
+            mixtures, cleans, _ = mixer.batch(rng, recipe.batch_size)
+            estimate = model(torch.from_numpy(mixtures).to(device))
+            loss = neg_sdr_loss(estimate, torch.from_numpy(cleans).to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
+            optimizer.step()
+            loop.step = step
+            loop.losses.append(loss.item())
+            if not math.isfinite(loop.losses[-1]):
+                raise FloatingPointError(f"training diverged at step {step}: loss {loop.losses[-1]}")
+            evaluation_step = step % recipe.val_every == 0 or step == recipe.max_steps
+            if evaluation_step and evaluate_and_check_stop(model, val_pairs, device, loop, recipe, progress):
                 break
+            if resume_file and step < recipe.max_steps and (step % resume_every == 0 or stop.requested):
+                save_resume(resume_file, fingerprint, loop, model, optimizer, rng, device)
+            if stop.requested and step < recipe.max_steps:
+                log.warning(
+                    "SIGTERM: stopped after step %d%s",
+                    step,
+                    f"; run again to continue from {resume_file}" if resume_file else "",
+                )
+                raise SystemExit(128 + signal.SIGTERM)
     progress.close()
-    return TrainResult(history, {k: v.cpu() for k, v in best_state.items()}, best_step, best_val)
+    return TrainResult(loop.history, loop.best_state, loop.best_step, loop.best_val)
+
+
+def evaluate_and_check_stop(model, val_pairs, device, loop: LoopState, recipe: Recipe, progress) -> bool:
+    """Validate, record the history row, keep the best state; True when it is time to stop early."""
+    val = mean_validation_sdr(model, val_pairs, device)
+    improved = val > loop.best_val
+    row = {"step": loop.step, "train_loss": float(np.mean(loop.losses)), "val_sdr_db": val, "best": improved}
+    loop.history.append(row)
+    loop.losses = []
+    progress.set_postfix(train_loss=f"{row['train_loss']:.2f}", val_sdr_db=f"{val:.2f}")
+    log.info(
+        "step %d: train loss %.3f, validation SDR %.3f dB%s",
+        loop.step,
+        row["train_loss"],
+        val,
+        " (best)" if improved else "",
+    )
+    if improved:
+        loop.best_val, loop.best_step, loop.stale = val, loop.step, 0
+        loop.best_state = cpu_state(model)
+        return False
+    loop.stale += 1
+    if loop.stale >= recipe.patience:
+        log.info("early stop at step %d: no improvement in %d evaluations", loop.step, loop.stale)
+        return True
+    return False
 
 
 # ---- command line and outputs --------------------------------------------------
@@ -310,6 +484,14 @@ def add_recipe_args(parser: argparse.ArgumentParser, defaults: Recipe) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--resume-file",
+        default=None,
+        help="checkpoint of the loop's state: continued from when it exists, deleted when done",
+    )
+    parser.add_argument(
+        "--resume-every", type=int, default=RESUME_EVERY, help="steps between resume checkpoints"
+    )
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
@@ -338,6 +520,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
             ("--val-every >= 1", recipe.val_every >= 1),
             ("--patience >= 1", recipe.patience >= 1),
             ("--threads >= 1", args.threads >= 1),
+            ("--resume-every >= 1", args.resume_every >= 1),
         ]
         if not ok
     ]

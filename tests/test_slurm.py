@@ -1,0 +1,169 @@
+"""The SLURM profile: what it asks for per rule, and a slice of the CI DAG through a real
+one-node SLURM cluster started on this machine (tests/slurm/cluster.sh): every job goes through
+sbatch, GPU rules get a GPU from SLURM (fake GPUs here) and use the one they are given."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from test_workflow import REPO, SNAKEMAKE, load_config, make_workdir
+
+from workflow_scripts.convtasnet import load_checkpoint
+
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+# the generalist and its evaluation on one speaker
+TARGETS = ["results/pretrain/tiny/model.pt", "results/eval/tiny/generalist/ciA.csv"]
+RULES = {"build_background", "build_world", "pretrain", "score_mixtures", "evaluate_generalist"}
+GPU_RULES = {"pretrain", "evaluate_generalist"}
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    tools = ["slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "munge"]
+    missing = [tool for tool in tools if shutil.which(tool, path=f"{os.environ['PATH']}:/usr/sbin") is None]
+    if missing:
+        pytest.skip(
+            f"SLURM is not installed ({', '.join(missing)} not found); "
+            "apt-get install slurmctld slurmd slurm-client munge (.ci/run does)"
+        )
+    if os.geteuid() != 0:
+        pytest.skip("starting a SLURM cluster needs root (it writes /etc/slurm and runs munged as munge)")
+    run_dir = tmp_path_factory.mktemp("slurm")
+    started = subprocess.run(
+        ["bash", str(CLUSTER), "start", str(run_dir)], check=False, capture_output=True, text=True
+    )
+    if started.returncode == 3:
+        pytest.skip(started.stderr.strip())
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield run_dir
+    subprocess.run(["bash", str(CLUSTER), "stop", str(run_dir)], check=True)
+
+
+def slurm_time(minutes: int) -> str:
+    days, minutes = divmod(minutes, 24 * 60)
+    clock = f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+    return f"{days}-{clock}" if days else clock
+
+
+def job_info(job_id: str) -> dict[str, str]:
+    """`scontrol show job` as key -> value (finished jobs stay for MinJobAge)."""
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True
+    )
+    return dict(re.findall(r"(\S+?)=(\S*)", out.stdout))
+
+
+def rule_resources() -> tuple[dict[str, str], set[str]]:
+    """rule name -> its resources: block, for every rule of rules/*.smk; and the local rules."""
+    found, local_rules = {}, set()
+    for smk in (REPO / "rules").glob("*.smk"):
+        text = smk.read_text()
+        local = {
+            name
+            for block in re.findall(r"^localrules:\n((?:    \w+,?\n)+)", text, re.M)
+            for name in re.findall(r"\w+", block)
+        }
+        local_rules |= local
+        for body in re.split(r"\n(?=rule \w+:)", text)[1:]:
+            name = body.split(":")[0].removeprefix("rule ")
+            block = re.search(r"^    resources:\n((?:        .*\n)+)", body, re.M)
+            found[name] = block.group(1) if block else ""
+    return found, local_rules
+
+
+def test_slurm_profile_sizes_every_rule_and_asks_a_gpu_where_the_rule_uses_one():
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    defaults, per_rule = profile["default-resources"], profile["set-resources"]
+    assert {"runtime", "mem_mb", "cpus_per_task"} <= set(defaults)
+    assert not {"slurm_account", "slurm_partition"} & set(defaults), "account and partition are the user's"
+    rules, local_rules = rule_resources()
+    assert set(per_rule) <= set(rules), f"unknown rules: {set(per_rule) - set(rules)}"
+    missing = set(rules) - local_rules - set(per_rule)
+    assert not missing, f"rules the profile gives no resources: {missing}"
+    for rule, resources in per_rule.items():
+        assert {"runtime", "mem_mb", "cpus_per_task"} <= set(resources), rule
+        assert not {"tasks", "tasks_per_gpu", "cpus_per_gpu"} & set(resources), rule  # never --ntasks-per-gpu
+        uses_gpu = "gpu=1" in rules[rule]
+        assert resources.get("gpu", 0) == (1 if uses_gpu else 0), rule
+
+
+@pytest.mark.slow
+def test_ci_slice_runs_through_sbatch_with_the_slurm_profile(slurm_cluster, tmp_path):
+    assert importlib.util.find_spec("snakemake_executor_plugin_slurm"), (
+        "snakemake-executor-plugin-slurm missing"
+    )
+    workdir = make_workdir(
+        tmp_path,
+        load_config("tests/config/ci.yaml"),
+        (REPO / "tests" / "config" / "ci_speakers.tsv").read_text(),
+    )
+    cmd = SNAKEMAKE + [
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--workflow-profile",
+        str(REPO / "profiles" / "slurm"),
+        # no slurmdbd here: job states come from squeue (slurm.conf has MinJobAge=600)
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        "--slurm-no-account",
+        "--slurm-keep-successful-logs",
+        "--latency-wait",
+        "5",
+        *TARGETS,
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "CUDA_VISIBLE"))}
+    # the jobs (sbatch --export=ALL) find this Python as `python`, as in an activated venv
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    run = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=900
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-6000:]
+
+    model, _ = load_checkpoint(workdir / TARGETS[0])
+    assert sum(p.numel() for p in model.parameters()) > 0
+    scores = pd.read_csv(workdir / TARGETS[1])
+    assert len(scores) == 9 * 5 and scores["sdr_db"].notna().all()
+
+    # every job was a SLURM batch job: submitted, completed, and logged by the plugin
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", output)
+    assert len(submitted) == len(RULES), output[-4000:]
+    completed = (slurm_cluster / "log" / "jobcomp.log").read_text()
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())["set-resources"]
+    rules_seen = set()
+    for job_id in submitted:
+        assert re.search(rf"^JobId={job_id} .*JobState=COMPLETED", completed, re.M), job_id
+        info = job_info(job_id)
+        rule = info["Comment"].removeprefix("rule_").split("_wildcards")[0]
+        rules_seen.add(rule)
+        assert info["BatchFlag"] == "1", info
+        assert ("gres:gpu:1" in info.get("TresPerJob", "")) == (rule in GPU_RULES), (rule, info)
+        assert info.get("NtasksPerTRES", "0") in ("0", ""), info  # never --ntasks-per-gpu
+        # the profile's size for the rule is what SLURM allocated
+        asked = profile[rule]
+        assert info["MinMemoryNode"] == f"{asked['mem_mb']}M", (rule, info)
+        assert info["NumCPUs"] == str(asked["cpus_per_task"]), (rule, info)
+        assert info["TimeLimit"] == slurm_time(asked["runtime"]), (rule, info)
+    assert rules_seen == RULES
+    assert {p.name for p in (workdir / ".snakemake" / "slurm_logs").iterdir()} >= {f"rule_{r}" for r in RULES}
+
+    # GPU jobs used the GPU SLURM gave them
+    for log in ["logs/pretrain/tiny.log", "logs/evaluate/tiny/generalist/ciA.log"]:
+        assert re.search(r"job on GPU 0 \(given by SLURM job \d+\)", (workdir / log).read_text()), log
+    assert not (workdir / "results" / "pretrain" / "tiny.resume.pt").exists()
