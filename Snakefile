@@ -8,7 +8,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml (the offline demo) is the default; a --configfile replaces it
+# rather than being merged into it, so a setting never mixes the two.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "report/workflow.rst"
@@ -16,11 +20,13 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/world.smk"
+include: "rules/data.smk"
 include: "rules/tts.smk"
 include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
+include: "rules/export.smk"
 
 
 rule all:

@@ -1,5 +1,6 @@
 # The paper's table: mean per speaker, then over speakers, for the generalist,
-# gt and every TTS system at every data size and model size; plus plots.
+# gt and every TTS system at every data size and model size, for all speakers
+# and for real and virtual speakers apart, as the challenge reported; plus plots.
 
 
 rule aggregate:
@@ -33,6 +34,8 @@ rule aggregate:
     params:
         eval_tables=labelled_args(eval_tables()),
         tts_scores=labelled_args(tts_score_summaries()),
+        groups=speaker_groups_arg(),
     shell:
         "python -m workflow_scripts.aggregate --eval {params.eval_tables}"
-        " --tts-scores {params.tts_scores} --out-dir results 2> {log}"
+        " --tts-scores {params.tts_scores} --speaker-groups {params.groups}"
+        " --out-dir results 2> {log}"

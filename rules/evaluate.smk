@@ -1,11 +1,13 @@
-# Each speaker's 45 test mixtures, enhanced by the generalist and by every
+# Each speaker's test mixtures, enhanced by the generalist and by every
 # fine-tuned model, scored on full utterances: SDR, SDRi, eSTOI, PESQ-WB.
-# The unprocessed mixtures are scored once per speaker.
+# The unprocessed mixtures are scored once per speaker. Mixtures without a
+# clean reference (the virtual speakers') are enhanced, and their reference
+# metrics are recorded as not applicable.
 
 
 rule score_mixtures:
     input:
-        test="data/demo/{speaker}/test",
+        test="data/speakers/{speaker}/test",
     output:
         "results/eval/mixtures/{speaker}.csv",
     log:
@@ -23,8 +25,8 @@ rule score_mixtures:
 rule evaluate_generalist:
     input:
         model=generalist_checkpoint,
-        test="data/demo/{speaker}/test",
-        input_scores="results/eval/mixtures/{speaker}.csv",
+        test="data/speakers/{speaker}/test",
+        input_scores=mixture_scores,
     output:
         table="results/eval/{model}/generalist/{speaker}.csv",
         summary="results/eval/{model}/generalist/{speaker}.json",
@@ -37,9 +39,11 @@ rule evaluate_generalist:
     threads: 1
     resources:
         gpu=1,
+    params:
+        input_scores=input_scores_arg,
     shell:
         "python -m workflow_scripts.evaluate --model {input.model}"
-        " --test-dir {input.test} --input-scores {input.input_scores}"
+        " --test-dir {input.test} {params.input_scores}"
         " --threads {threads}"
         " --out-csv {output.table} --out-summary {output.summary} 2> {log}"
 
@@ -47,8 +51,8 @@ rule evaluate_generalist:
 rule evaluate_finetuned:
     input:
         model="results/finetune/{model}/{source}/{size}/{speaker}/model.pt",
-        test="data/demo/{speaker}/test",
-        input_scores="results/eval/mixtures/{speaker}.csv",
+        test="data/speakers/{speaker}/test",
+        input_scores=mixture_scores,
     output:
         table="results/eval/{model}/{source}/{size}/{speaker}.csv",
         summary="results/eval/{model}/{source}/{size}/{speaker}.json",
@@ -61,8 +65,10 @@ rule evaluate_finetuned:
     threads: 1
     resources:
         gpu=1,
+    params:
+        input_scores=input_scores_arg,
     shell:
         "python -m workflow_scripts.evaluate --model {input.model}"
-        " --test-dir {input.test} --input-scores {input.input_scores}"
+        " --test-dir {input.test} {params.input_scores}"
         " --threads {threads}"
         " --out-csv {output.table} --out-summary {output.summary} 2> {log}"

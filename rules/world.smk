@@ -1,51 +1,42 @@
-# The demo's small world, built from seeds: each target speaker's enrollment
+# The demo's small world, built from seeds: each demo speaker's enrollment
 # clip, real ("gt") speech, noise set and test mixtures, and a background pool
-# of other voices and noises on which the generalist is pre-trained.
+# of other voices and noises on which the generalist is pre-trained. Speakers
+# of the sheet's other groups get the same folders from rules/data.smk.
 
 
 rule build_world:
     input:
-        sentences=config["demo_world"]["sentences"],
+        sentences=lambda wildcards: DEMO_WORLD["sentences"],
     output:
-        enrollment="data/demo/{speaker}/enrollment.wav",
-        sentences="data/demo/{speaker}/sentences.txt",
-        gt=directory("data/demo/{speaker}/gt"),
-        noises=directory("data/demo/{speaker}/noises"),
-        test=directory("data/demo/{speaker}/test"),
-        voice="data/demo/{speaker}/voice.json",
+        enrollment="data/speakers/{speaker}/enrollment.wav",
+        sentences="data/speakers/{speaker}/sentences.txt",
+        gt=directory("data/speakers/{speaker}/gt"),
+        noises=directory("data/speakers/{speaker}/noises"),
+        test=directory("data/speakers/{speaker}/test"),
+        voice="data/speakers/{speaker}/voice.json",
     log:
         "logs/build_world/{speaker}.log",
     benchmark:
         "benchmarks/build_world/{speaker}.tsv"
+    wildcard_constraints:
+        speaker=_alternatives(DEMO_SPEAKERS),
     conda:
         "../envs/tts-offline.yaml"
     threads: 1
     params:
         seed=lambda wildcards: int(speakers.loc[wildcards.speaker, "seed"]),
         num_sentences=NUM_UTTERANCES,
-        world=cli_args(
-            {
-                key: config["demo_world"][key]
-                for key in [
-                    "num_test_utterances",
-                    "num_noises",
-                    "enrollment_seconds",
-                    "base_voices",
-                ]
-            }
-        ),
-        test_snrs=" ".join(map(str, config["demo_world"]["test_snrs_db"])),
+        world=demo_world_args(),
     shell:
         "python -m workflow_scripts.build_world --speaker {wildcards.speaker}"
         " --seed {params.seed} --sentences {input.sentences}"
         " --num-sentences {params.num_sentences} {params.world}"
-        " --test-snrs {params.test_snrs} --out-dir data/demo/{wildcards.speaker}"
-        " 2> {log}"
+        " --out-dir data/speakers/{wildcards.speaker} 2> {log}"
 
 
 rule build_background:
     input:
-        sentences=config["demo_world"]["sentences"],
+        sentences=lambda wildcards: DEMO_WORLD["sentences"],
     output:
         speech=directory("data/background/speech"),
         noises=directory("data/background/noises"),
@@ -58,8 +49,8 @@ rule build_background:
         "../envs/tts-offline.yaml"
     threads: 1
     params:
-        background=cli_args(config["demo_world"]["background"]),
-        base_voices=" ".join(config["demo_world"]["base_voices"]),
+        background=cli_args(DEMO_WORLD.get("background", {})),
+        base_voices=" ".join(DEMO_WORLD.get("base_voices", [])),
     shell:
         "python -m workflow_scripts.build_background {params.background}"
         " --base-voices {params.base_voices} --sentences {input.sentences}"

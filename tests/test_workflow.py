@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +30,9 @@ def make_workdir(tmp_path: Path, config: dict, speakers: str) -> Path:
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
                        "--configfile", str(workdir / "config.yaml"), *args]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    # jobs call `python`: the interpreter running the tests, whichever way they were started
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
@@ -67,6 +71,81 @@ def test_default_dag_has_every_condition(tmp_path):
     assert counts["score_tts"] == n_speakers * n_sources
     assert counts["pretrain"] == len(config["model_sizes"])
     assert counts["aggregate"] == 1
+
+
+GENDA2025_JOBS = {
+    # 20 speakers; gt for the 10 real ones at 6min; 3 TTS systems at 6min and 30min; 3 model sizes
+    "download": 3, "download_models": 4, "prepare_speaker": 20, "prepare_gt": 10, "prepare_challenge_test": 20,
+    "prepare_generalist": 3, "clone_voice": 60, "synthesize": 60, "score_tts": 70, "score_mixtures": 10,
+    "finetune": 3 * (10 + 20 * 6), "evaluate_generalist": 60, "evaluate_finetuned": 3 * (10 + 20 * 6),
+    "export_task1": 20, "export_task2": 20, "export_zip": 2, "aggregate": 1, "all": 1,
+}
+
+
+def genda2025_workdir(tmp_path: Path) -> Path:
+    config = load_config("configs/genda2025.yaml")
+    return make_workdir(tmp_path, config, (REPO / "configs" / "genda2025_speakers.tsv").read_text())
+
+
+def test_paper_grid_dag_is_built_in_seconds(tmp_path):
+    workdir = genda2025_workdir(tmp_path)
+    start = time.monotonic()
+    counts = pd.Series([rule for rule, _ in planned_jobs(workdir)]).value_counts().to_dict()
+    elapsed_s = time.monotonic() - start
+    assert counts == GENDA2025_JOBS
+    assert elapsed_s < 60, f"dry run of the paper grid took {elapsed_s:.1f} s"
+    assert sorted(p.name for p in workdir.iterdir() if p.name != ".snakemake") == ["config.yaml", "speakers.tsv"]
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["conditions"].update(gt=["1h"]), "'conditions.gt' names data sizes that 'data_sizes' does not"),
+        (lambda c: c.update(sources=["gt"]), "give either 'sources'"),
+        (lambda c: c.update(model_sizes=["tiny", "large"]), "the challenge released no large generalist"),
+        (lambda c: c["export"]["task2"].update(size="1h"), "export.task2: 'xtts' at size '1h'"),
+        (lambda c: c["export"]["task1"].update(tts="nosuchtts"), "export.task1.tts 'nosuchtts'"),
+        (lambda c: c["resources"].pop("musan"), "'resources' has no entry 'musan'"),
+        (lambda c: c["resources"]["musan"].update(md5="abc"), "md5"),
+    ],
+    ids=["condition-size", "sources-and-conditions", "challenge-large", "export-condition", "export-tts",
+         "missing-resource", "bad-checksum"],
+)
+def test_malformed_paper_config_is_rejected(tmp_path, mutate, message):
+    config = load_config("configs/genda2025.yaml")
+    mutate(config)
+    workdir = make_workdir(tmp_path, config, (REPO / "configs" / "genda2025_speakers.tsv").read_text())
+    result = snakemake(workdir, "-n", check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr, (result.stdout + result.stderr)[-2000:]
+    assert not (workdir / "resources").exists() and not (workdir / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "sheet, message",
+    [
+        ("speaker\tgroup\tchallenge_id\nF0\treal\tF0\nX1\treal\t\n",
+         "row 2 (speaker X1): no enrollment clip: give `challenge_id` or `enrollment`"),
+        ("speaker\tgroup\tenrolment\nF0\treal\tx.wav\n", "row 1 (speaker F0): Additional properties"),
+        ("speaker\tgroup\tchallenge_id\tlibritts_id\nV0\tvirtual\tVirtualF0\t12\n",
+         "row 1 (speaker V0): a virtual speaker has no LibriTTS speaker"),
+        ("speaker\tgroup\tchallenge_id\nF0\treal\tG7\n", "column challenge_id: 'G7' does not match"),
+        ("speaker\tgroup\tenrollment\tsentences\tnoises\nMe\treal\tme.wav\ts.txt\tn\n",
+         "row 1 (speaker Me): no test set"),
+        ("speaker\tgroup\tchallenge_id\tgt\nF0\treal\tF0\tno/such/folder\n",
+         "row 1 (speaker F0): `gt`: folder not found: no/such/folder"),
+        ("speaker\tseed\tgroup\tchallenge_id\nF0\t1\treal\tF0\n", "`seed` is only for group demo"),
+        ("speaker\tseed\tchallenge_id\nspk01\t1\tF0\n", "a demo speaker is built from its seed"),
+    ],
+    ids=["no-enrollment", "unknown-column", "virtual-libritts", "bad-challenge-id", "no-test-set",
+         "missing-gt-folder", "seed-on-real", "demo-with-files"],
+)
+def test_malformed_real_speaker_rows_are_rejected_naming_sheet_and_row(tmp_path, sheet, message):
+    workdir = make_workdir(tmp_path, load_config("configs/genda2025.yaml"), sheet)
+    result = snakemake(workdir, "-n", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{workdir / 'speakers.tsv'}: " in output and message in output, output[-2000:]
 
 
 @pytest.mark.parametrize(
@@ -156,8 +235,9 @@ def test_rules_call_modules_through_shell_with_logs():
 
 
 def test_every_module_has_main():
-    steps = ["build_world", "build_background", "clone_voice", "synthesize", "score_tts",
-             "pretrain", "finetune", "evaluate", "aggregate"]
+    steps = ["build_world", "build_background", "download", "prepare_speaker", "prepare_gt", "prepare_mixtures",
+             "prepare_generalist", "prepare_pretrain_pool", "clone_voice", "synthesize", "score_tts",
+             "pretrain", "finetune", "evaluate", "aggregate", "export"]
     for step in steps:
         source = (REPO / "workflow_scripts" / f"{step}.py").read_text()
         assert "def main(" in source and "argparse" in source, step
@@ -168,7 +248,7 @@ def test_demo_config_matches_schema():
     import jsonschema
 
     schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
-    for name in ["config.yaml", "tests/config/ci.yaml"]:
+    for name in ["config.yaml", "tests/config/ci.yaml", "configs/genda2025.yaml"]:
         jsonschema.validate(load_config(name), schema)
 
 

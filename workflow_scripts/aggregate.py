@@ -65,22 +65,44 @@ def read_eval_tables(entries: list[dict]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+# per-speaker TTS score column -> (summary fields tried in turn, summary field that says why it is empty)
+TTS_SCORES = {
+    "secs": (("secs_resemblyzer_mean", "secs_mean"), "secs_resemblyzer_reason"),
+    "secs_xvector": (("secs_xvector_mean",), "secs_xvector_reason"),
+    "wer": (("wer",), "asr_reason"),
+    "wer_mean_per_utterance": (("wer_mean_per_utterance",), "asr_reason"),
+    "utmos": (("utmos_mean",), "utmos_reason"),
+    "dnsmos_ovrl": (("dnsmos_ovrl_mean",), "dnsmos_reason"),
+    "dnsmos_sig": (("dnsmos_sig_mean",), "dnsmos_reason"),
+    "dnsmos_bak": (("dnsmos_bak_mean",), "dnsmos_reason"),
+    "dnsmos_p808": (("dnsmos_p808_mean",), "dnsmos_reason"),
+    "distillmos": (("distillmos_mean",), "distillmos_reason"),
+}
+TTS_MODELS = ("secs_resemblyzer_model", "secs_xvector_model", "asr", "text_normalizer", "utmos_model",
+              "dnsmos_model", "distillmos_model")
+
+
 def read_tts_scores(entries: list[dict]) -> pd.DataFrame:
+    """One row per (source, speaker): each score's mean (NaN when missing), `<score>_reason` saying
+    why a score is missing, and the models behind the scores."""
     rows = []
     for entry in entries:
         path = Path(entry["path"])
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: TTS score summary not found")
         summary = json.loads(path.read_text())
-        rows.append(
-            {
-                "source": entry["source"],
-                "speaker": entry["speaker"],
-                "secs": summary.get("secs_mean"),
-                "wer": summary.get("wer"),
-                "asr": summary.get("asr") or "none",
-                "asr_reason": summary.get("asr_reason", ""),
-                "n_utterances": summary.get("n_utterances"),
-            }
-        )
+        row = {"source": entry["source"], "speaker": entry["speaker"],
+               "n_utterances": summary.get("n_utterances")}
+        for column, (fields, reason_field) in TTS_SCORES.items():
+            value = next((summary[f] for f in fields if summary.get(f) is not None), None)
+            row[column] = np.nan if value is None else float(value)
+            reason = summary.get(reason_field) or ""
+            row[f"{column}_reason"] = reason if value is None and reason else (
+                "" if value is not None else f"not in {path.name}")
+        row.update({key: summary.get(key) or "" for key in TTS_MODELS})
+        row["asr"] = summary.get("asr") or "none"
+        row["asr_reason"] = summary.get("asr_reason", "")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -107,11 +129,16 @@ def summarize(speaker_means: pd.DataFrame, tts: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {"model": model, "condition": "unprocessed", "source": "-", "size": "-",
              "n_speakers": inputs.speaker.nunique(),
-             **{name: inputs[col].mean() for col, name in INPUT_METRICS.items()}, "SDRi": 0.0}
+             "n_scored": inputs.speaker[inputs.sdr_in_db.notna()].nunique(),
+             **{name: inputs[col].mean() for col, name in INPUT_METRICS.items()},
+             # no improvement by definition, where the mixtures could be scored at all
+             "SDRi": 0.0 if inputs["sdr_in_db"].notna().any() else np.nan}
         )
         for (source, size), group in by_model.groupby(["source", "size"], sort=False):
             row = {"model": model, "condition": condition_name(source, size), "source": source,
-                   "size": size, "n_speakers": group.speaker.nunique()}
+                   "size": size, "n_speakers": group.speaker.nunique(),
+                   # speakers with clean references: the reference metrics average over these
+                   "n_scored": group.speaker[group.sdri_db.notna()].nunique()}
             row.update({name: group[col].mean() for col, name in METRICS.items()})
             row["SDRi_sd"] = group["sdri_db"].std(ddof=1) if len(group) > 1 else np.nan
             scores = tts[tts.source == source] if len(tts) else tts
@@ -121,6 +148,38 @@ def summarize(speaker_means: pd.DataFrame, tts: pd.DataFrame) -> pd.DataFrame:
                 row["ASR"] = ",".join(sorted(scores.asr.unique()))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+ALL = "all"
+GROUP_TITLES = {ALL: "All speakers", "real": "Real speakers", "virtual": "Virtual speakers",
+                "demo": "Demo speakers"}
+
+
+def summarize_groups(speaker_means: pd.DataFrame, tts: pd.DataFrame, groups: dict[str, str]) -> pd.DataFrame:
+    """`summarize` for all speakers (group "all") and, when the speakers are of several groups
+    (real, virtual), for each group apart, as the challenge reported them."""
+    names = [ALL] + (sorted(set(groups.values()), key=list(GROUP_TITLES).index)
+                     if len(set(groups.values())) > 1 else [])
+    frames = []
+    for name in names:
+        members = set(speaker_means.speaker) if name == ALL else {s for s, g in groups.items() if g == name}
+        means = speaker_means[speaker_means.speaker.isin(members)]
+        scores = tts[tts.speaker.isin(members)] if len(tts) else tts
+        if len(means):
+            frames.append(summarize(means, scores).assign(group=name))
+    summary = pd.concat(frames, ignore_index=True)
+    return summary[["group"] + [c for c in summary.columns if c != "group"]]
+
+
+def parse_groups(items: list[str]) -> dict[str, str]:
+    """`speaker=group` items -> {speaker: group}."""
+    groups = {}
+    for item in items:
+        speaker, sep, group = item.partition("=")
+        if not sep or not speaker or not group:
+            raise ValueError(f"expected SPEAKER=GROUP, got {item!r}")
+        groups[speaker] = group
+    return groups
 
 
 def fmt(value, digits: int = 2) -> str:
@@ -154,44 +213,109 @@ def summary_markdown(summary: pd.DataFrame, tts: pd.DataFrame) -> str:
         f"transcribed by: {', '.join(asr_names) or 'n/a'}. SDRi sd: standard deviation over speakers.",
         "",
     ]
-    for model, group in summary.groupby("model", sort=False):
+    if "group" not in summary.columns:
+        summary = summary.assign(group=ALL)
+    several_groups = summary.group.nunique() > 1
+    if "n_scored" in summary.columns:
+        summary = summary.assign(speakers=[
+            f"{n} ({k} with references)" if k < n else str(n)
+            for n, k in zip(summary.n_speakers, summary.n_scored.fillna(summary.n_speakers).astype(int))])
+    else:
+        summary = summary.assign(speakers=summary.n_speakers.astype(str))
+    for model, by_model in summary.groupby("model", sort=False):
         parts += [f"## ConvTasNet {model}", ""]
-        parts.append(
-            markdown_table(
-                group,
-                [("condition", "Condition", -1), ("SDRi", "SDRi (dB)", 2), ("SDRi_sd", "SDRi sd", 2),
-                 ("SDR", "SDR (dB)", 2), ("eSTOI", "eSTOI", 3), ("PESQ", "PESQ", 2),
-                 ("SECS", "SECS", 3), ("WER", "WER", 3), ("n_speakers", "speakers", -1)],
+        for group_name, group in by_model.groupby("group", sort=False):
+            if several_groups:
+                parts += [f"### {GROUP_TITLES.get(group_name, group_name)}", ""]
+            parts.append(
+                markdown_table(
+                    group,
+                    [("condition", "Condition", -1), ("SDRi", "SDRi (dB)", 2), ("SDRi_sd", "SDRi sd", 2),
+                     ("SDR", "SDR (dB)", 2), ("eSTOI", "eSTOI", 3), ("PESQ", "PESQ", 2),
+                     ("SECS", "SECS", 3), ("WER", "WER", 3), ("speakers", "speakers", -1)],
+                )
             )
-        )
-        parts.append("")
+            parts.append("")
+            if group[["SDRi", "SDR", "eSTOI", "PESQ"]].isna().all().all():
+                parts += [("Reference metrics n/a: not applicable, these speakers' test mixtures have no"
+                           " clean reference (they are enhanced, and exported for the challenge)."), ""]
     return "\n".join(parts)
 
 
+# TTS table: (score column, title, digits)
+TTS_TABLE = [("secs", "SECS (resemblyzer)", 3), ("secs_xvector", "SECS (x-vector)", 3), ("wer", "WER", 3),
+             ("utmos", "UTMOS", 2), ("dnsmos_ovrl", "DNSMOS OVRL", 2), ("distillmos", "DistillMOS", 2)]
+TTS_DETAIL = [("wer_mean_per_utterance", "WER (mean over utterances)", 3), ("dnsmos_sig", "DNSMOS SIG", 2), ("dnsmos_bak", "DNSMOS BAK", 2), ("dnsmos_p808", "DNSMOS P.808", 2)]
+
+
+def short_reason(reason: str) -> str:
+    """The first clause of a reason, for a table cell."""
+    return reason.split(" (")[0].split(": ")[0].split("; ")[0].strip()
+
+
+def score_cell(rows: pd.DataFrame, column: str, digits: int) -> str:
+    """Mean over `rows` of a score, or "n/a: why" when no row has it."""
+    values = rows[column].dropna()
+    if len(values):
+        return fmt(float(values.mean()), digits)
+    reasons = sorted({short_reason(r) for r in rows[f"{column}_reason"] if isinstance(r, str) and r})
+    return "n/a: " + "; ".join(reasons) if reasons else "n/a"
+
+
+def tts_rows_table(groups, label_titles: list[str], scores, per_speaker: bool = False) -> str:
+    """A markdown table with one row per group: labels, each score's cell, the ASR, and the number
+    of speakers (or, per speaker, of utterances)."""
+    count_title = "utterances" if per_speaker else "speakers"
+    header = label_titles + [title for _, title, _ in scores] + ["ASR", count_title]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for labels, rows in groups:
+        labels = labels if isinstance(labels, tuple) else (labels,)
+        count = int(rows.n_utterances.fillna(0).sum()) if per_speaker else rows.speaker.nunique()
+        cells = [str(label) for label in labels]
+        cells += [score_cell(rows, column, digits) for column, _, digits in scores]
+        cells += [",".join(sorted(set(rows.asr))), str(count)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tts_markdown(tts: pd.DataFrame) -> str:
+    """The TTS table as the paper reports it (per system, mean over speakers), per speaker below,
+    then the models and, in full, the reason for every score that is missing."""
     if not len(tts):
         return "# TTS scores\n\nNo sources were scored.\n"
-    overall = tts.groupby("source", sort=False).agg(
-        SECS=("secs", "mean"), SECS_sd=("secs", "std"), WER=("wer", "mean"),
-        ASR=("asr", lambda s: ",".join(sorted(set(s)))), speakers=("speaker", "nunique"),
-    ).reset_index()
     parts = [
         "# TTS scores",
         "",
-        "Per source (gt is the speakers' real speech), mean over speakers of the per-speaker means.",
+        "Per source (gt is the speakers' real speech): each score averaged per speaker, then over speakers.",
+        "SECS: cosine similarity of each utterance's speaker embedding to the enrollment clip's. WER: corpus",
+        "WER per speaker (Whisper's English normaliser on both sides), by the ASR named. UTMOS, DNSMOS,",
+        "DistillMOS: predicted MOS (1-5). n/a: the score could not be computed here, and why.",
         "",
-        markdown_table(overall, [("source", "Source", -1), ("SECS", "SECS", 3), ("SECS_sd", "SECS sd", 3),
-                                 ("WER", "WER", 3), ("ASR", "ASR", -1), ("speakers", "speakers", -1)]),
+        tts_rows_table(tts.groupby("source", sort=False), ["Source"], TTS_TABLE),
         "",
         "## Per speaker",
         "",
-        markdown_table(tts, [("source", "Source", -1), ("speaker", "Speaker", -1), ("secs", "SECS", 3),
-                             ("wer", "WER", 3), ("n_utterances", "utterances", -1)]),
+        tts_rows_table(tts.groupby(["source", "speaker"], sort=False), ["Source", "Speaker"],
+                       TTS_TABLE + TTS_DETAIL, per_speaker=True),
         "",
     ]
-    reasons = sorted({r for r in tts.asr_reason if isinstance(r, str) and r})
-    if reasons:
-        parts += ["WER not available: " + "; ".join(reasons), ""]
+    models = []
+    for key, title in (("secs_resemblyzer_model", "SECS (resemblyzer)"), ("secs_xvector_model", "SECS (x-vector)"),
+                       ("asr", "ASR"), ("text_normalizer", "text normaliser"), ("utmos_model", "UTMOS"),
+                       ("dnsmos_model", "DNSMOS"), ("distillmos_model", "DistillMOS")):
+        names = sorted({n for n in tts.get(key, pd.Series(dtype=object)) if isinstance(n, str) and n and n != "none"})
+        if names:
+            models.append(f"- {title}: {', '.join(names)}")
+    if models:
+        parts += ["## Models", "", *models, ""]
+    missing = []
+    for column, title, _ in TTS_TABLE:
+        for reason, rows in tts[tts[column].isna()].groupby(f"{column}_reason", sort=False):
+            if reason:
+                pairs = ", ".join(f"{r.source}/{r.speaker}" for r in rows.itertuples())
+                missing.append(f"- {title} ({pairs}): {reason}")
+    if missing:
+        parts += ["## Not available", "", *missing, ""]
     return "\n".join(parts)
 
 
@@ -249,6 +373,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval", nargs="+", required=True, metavar="MODEL:SOURCE:SIZE:SPEAKER=CSV")
     parser.add_argument("--tts-scores", nargs="*", default=[], metavar="SOURCE:SPEAKER=JSON")
+    parser.add_argument("--speaker-groups", nargs="*", default=[], metavar="SPEAKER=GROUP",
+                        help="real/virtual/demo per speaker: tables for each group apart and together")
     parser.add_argument("--out-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -256,7 +382,9 @@ def main(argv: list[str] | None = None) -> None:
     evals = read_eval_tables(parse_labelled(args.eval, ["model", "source", "size", "speaker"]))
     tts = read_tts_scores(parse_labelled(args.tts_scores, ["source", "speaker"]))
     speaker_means = per_speaker_means(evals)
-    summary = summarize(speaker_means, tts)
+    groups = parse_groups(args.speaker_groups)
+    speaker_means["group"] = [groups.get(s, ALL) for s in speaker_means.speaker]
+    summary = summarize_groups(speaker_means, tts, groups)
 
     out = args.out_dir
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))

@@ -2,9 +2,11 @@
 
 Per utterance: SDR of the mixture and of the enhanced speech (the
 challenge's SDR), their difference (SDRi), eSTOI and wide-band PESQ of both.
-A metric that cannot be computed is NaN, with the reason in `notes`.
-Writes a per-utterance CSV and a summary JSON (means ignoring NaN, NaN
-counts, n_utterances).
+A metric that cannot be computed is NaN, with the reason in `notes`; a
+mixture without a clean reference (empty `clean` in test.csv) is enhanced,
+and its reference metrics are NaN with the note "not applicable: no clean
+reference". Writes a per-utterance CSV and a summary JSON (means ignoring
+NaN, NaN counts, n_utterances, n_without_reference).
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ log = logging.getLogger("evaluate")
 
 TEST_COLUMNS = ("mixture_id", "mixture", "clean", "noise_id", "snr_db")
 METRICS = ("sdr_in_db", "sdr_db", "sdri_db", "estoi_in", "estoi", "pesq_in", "pesq")
+NO_REFERENCE = "not applicable: no clean reference"
 
 
 def read_test_folder(folder: str | Path) -> pd.DataFrame:
-    """test.csv with absolute `mixture_wav` and `clean_wav`; all files must exist."""
+    """test.csv with absolute `mixture_wav` and `clean_wav` (empty where a mixture has no clean
+    reference); all files named must exist."""
     csv_path = Path(folder) / "test.csv"
     if not csv_path.is_file():
         raise AudioError(f"{csv_path}: test table not found")
@@ -49,12 +53,20 @@ def read_test_folder(folder: str | Path) -> pd.DataFrame:
         raise AudioError(f"{csv_path}: missing columns {missing}")
     if table.empty:
         raise AudioError(f"{csv_path}: no rows")
+    empty = [str(m) for m, p in zip(table.mixture_id, table.mixture) if not str(p).strip()]
+    if empty:
+        raise AudioError(f"{csv_path}: {len(empty)} rows name no mixture file, e.g. {empty[0]}")
     for column in ("mixture", "clean"):
-        table[f"{column}_wav"] = [str(csv_path.parent / p) for p in table[column]]
-        absent = [p for p in table[f"{column}_wav"] if not Path(p).is_file()]
+        table[f"{column}_wav"] = [str(csv_path.parent / p) if str(p).strip() else "" for p in table[column]]
+        absent = [p for p in table[f"{column}_wav"] if p and not Path(p).is_file()]
         if absent:
             raise AudioError(f"{csv_path}: {len(absent)} {column} files not found, e.g. {absent[0]}")
     return table
+
+
+def unreferenced_scores() -> dict:
+    """The scores of a mixture without a clean reference: every metric not applicable."""
+    return {**{name: float("nan") for name in METRICS}, "notes": NO_REFERENCE}
 
 
 INPUT_METRICS = [("sdr_in_db", sdr_db), ("estoi_in", estoi), ("pesq_in", pesq_wb)]
@@ -104,7 +116,8 @@ def _score_args(args) -> dict:
 
 
 def summarize(per_utterance: pd.DataFrame) -> dict:
-    summary = {"n_utterances": len(per_utterance)}
+    summary = {"n_utterances": len(per_utterance),
+               "n_without_reference": int((per_utterance["notes"] == NO_REFERENCE).sum())}
     for name in METRICS:
         values = per_utterance[name].astype(float)
         summary[name] = None if values.isna().all() else float(values.mean(skipna=True))
@@ -140,6 +153,9 @@ def main(argv=None) -> None:
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"{args.model}: checkpoint not found")
     input_scores = read_input_scores(args.input_scores, table) if args.input_scores else [None] * len(table)
+    if not all(table.clean_wav):
+        log.info("%s: %d of %d mixtures have no clean reference: enhanced, not scored", args.test_dir,
+                 int((table.clean_wav == "").sum()), len(table))
 
     # the metric workers are forked before torch starts its thread pools
     pool = multiprocessing.get_context("fork").Pool(args.threads) if args.threads > 1 else None
@@ -152,19 +168,23 @@ def main(argv=None) -> None:
         model.to(device)
         log.info("enhancing %d mixtures of %s with %s on %s", len(table), args.test_dir, args.model, device)
 
-        triples, enhanced_wavs = [], {}
+        triples, enhanced_wavs, referenced = [], {}, []
         for row, mixture_scores in tqdm(zip(table.itertuples(), input_scores), total=len(table), desc="enhance",
                                         unit="utt", mininterval=5.0):
-            mixture, clean = read_audio(row.mixture_wav), read_audio(row.clean_wav)
+            mixture = read_audio(row.mixture_wav)
+            enhanced = enhance(model, mixture, device)
+            if args.enhanced_dir:
+                enhanced_wavs[f"{row.mixture_id}.wav"] = enhanced
+            referenced.append(bool(row.clean_wav))
+            if not row.clean_wav:
+                continue
+            clean = read_audio(row.clean_wav)
             if mixture.size != clean.size:
                 raise AudioError(
                     f"{row.mixture_wav}: {mixture.size} samples, but clean {row.clean_wav} "
                     f"has {clean.size}"
                 )
-            enhanced = enhance(model, mixture, device)
             triples.append((clean, mixture, enhanced, mixture_scores))
-            if args.enhanced_dir:
-                enhanced_wavs[f"{row.mixture_id}.wav"] = enhanced
 
         log.info("scoring %d utterances with %d process(es)", len(triples), args.threads)
         if pool is not None:
@@ -184,6 +204,8 @@ def main(argv=None) -> None:
             pool.close()
             pool.join()
 
+    scored = iter(rows)
+    rows = [next(scored) if has_reference else unreferenced_scores() for has_reference in referenced]
     per_utterance = pd.concat(
         [table[["mixture_id", "noise_id", "snr_db"]].reset_index(drop=True), pd.DataFrame(rows)], axis=1
     )[["mixture_id", "noise_id", "snr_db", *METRICS, "notes"]]
