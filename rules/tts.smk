@@ -5,17 +5,39 @@
 # them; XTTS-v2 jobs run only once the user has accepted its license in config.
 
 
-def license_env(wildcards):
-    """COQUI_TOS_AGREED=1 for XTTS jobs when config accepts the CPML license."""
-    backend = config["tts"][wildcards.tts]["backend"]
-    if backend == "xtts" and config.get("accept_coqui_license", False):
-        return "COQUI_TOS_AGREED=1 "
-    return ""
+# Downloads run where snakemake runs (the login node has internet; compute nodes may not).
+localrules:
+    download_models,
+
+
+rule download_models:
+    output:
+        f"{MODEL_DIR}/manifests/{{what}}.json",
+    log:
+        "logs/download_models/{what}.log",
+    benchmark:
+        "benchmarks/download_models/{what}.tsv"
+    conda:
+        "../envs/model-download.yaml"
+    threads: 1
+    params:
+        model_dir=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
+        models=lambda wildcards: json.dumps(models_needed(wildcards.what)),
+        license=(
+            "--accept-coqui-license"
+            if config.get("accept_coqui_license", False)
+            else ""
+        ),
+    shell:
+        "python -m workflow_scripts.download_models --model-dir {params.model_dir}"
+        " --models-json {params.models:q} {params.license} --manifest {output}"
+        " 2> {log}"
 
 
 rule clone_voice:
     input:
-        enrollment="data/demo/{speaker}/enrollment.wav",
+        enrollment="data/speakers/{speaker}/enrollment.wav",
+        models=lambda wildcards: model_manifest(wildcards.tts),
     output:
         "results/voices/{tts}/{speaker}.pt",
     log:
@@ -23,7 +45,7 @@ rule clone_voice:
     benchmark:
         "benchmarks/clone_voice/{tts}/{speaker}.tsv"
     conda:
-        "../envs/tts-offline.yaml"
+        tts_conda_env
     threads: 1
     resources:
         gpu=1,
@@ -45,7 +67,8 @@ rule clone_voice:
 rule synthesize:
     input:
         voice="results/voices/{tts}/{speaker}.pt",
-        sentences="data/demo/{speaker}/sentences.txt",
+        sentences="data/speakers/{speaker}/sentences.txt",
+        models=lambda wildcards: model_manifest(wildcards.tts),
     output:
         directory("results/speech/{tts}/{speaker}"),
     log:
@@ -53,7 +76,7 @@ rule synthesize:
     benchmark:
         "benchmarks/synthesize/{tts}/{speaker}.tsv"
     conda:
-        "../envs/tts-offline.yaml"
+        tts_conda_env
     threads: 1
     resources:
         gpu=1,
@@ -64,6 +87,7 @@ rule synthesize:
         ),
         seed=lambda wildcards: config["tts"][wildcards.tts].get("seed", 0),
         num_utterances=NUM_UTTERANCES,
+        batch_size=lambda wildcards: config["tts"][wildcards.tts].get("batch_size", 8),
         model_dir=MODEL_DIR,
         license=license_env,
     shell:
@@ -71,13 +95,15 @@ rule synthesize:
         " --options-json {params.options:q} --voice {input.voice}"
         " --sentences {input.sentences} --num-utterances {params.num_utterances}"
         " --speaker {wildcards.speaker} --tts {wildcards.tts} --seed {params.seed}"
-        " --model-dir {params.model_dir} --out-dir {output} 2> {log}"
+        " --batch-size {params.batch_size} --model-dir {params.model_dir}"
+        " --out-dir {output} 2> {log}"
 
 
 rule score_tts:
     input:
-        enrollment="data/demo/{speaker}/enrollment.wav",
+        enrollment="data/speakers/{speaker}/enrollment.wav",
         speech=speech_dir,
+        models=model_manifest("scoring"),
     output:
         table="results/tts_scores/{source}/{speaker}.csv",
         summary="results/tts_scores/{source}/{speaker}.json",
@@ -88,14 +114,30 @@ rule score_tts:
     conda:
         "../envs/tts-scoring.yaml"
     threads: 1
+    resources:
+        gpu=1,
     params:
         asr=config["tts_scoring"]["asr"],
         whisper_model=config["tts_scoring"].get("whisper_model", "large-v3"),
+        whisper_fallback=(
+            "--whisper-temperature-fallback"
+            if config["tts_scoring"].get("whisper_temperature_fallback", True)
+            else "--no-whisper-temperature-fallback"
+        ),
+        secs_xvector_model=config["tts_scoring"].get(
+            "secs_xvector_model", "speechbrain/spkrec-xvect-voxceleb"
+        ),
+        utmos_model=config["tts_scoring"].get("utmos_model", "Blinorot/UTMOS-PyTorch"),
+        mos=" ".join(
+            config["tts_scoring"].get("mos", ["utmos", "dnsmos", "distillmos"])
+        ),
         model_dir=MODEL_DIR,
         max_utterances=config["tts_scoring"].get("max_utterances", 0),
     shell:
         "python -m workflow_scripts.score_tts --enrollment {input.enrollment}"
         " --speech-dir {input.speech} --asr {params.asr}"
-        " --whisper-model {params.whisper_model} --model-dir {params.model_dir}"
-        " --max-utterances {params.max_utterances}"
+        " --whisper-model {params.whisper_model} {params.whisper_fallback}"
+        " --secs-xvector-model {params.secs_xvector_model:q}"
+        " --utmos-model {params.utmos_model:q} --mos {params.mos}"
+        " --model-dir {params.model_dir} --max-utterances {params.max_utterances}"
         " --out-csv {output.table} --out-summary {output.summary} 2> {log}"

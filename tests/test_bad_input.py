@@ -189,7 +189,7 @@ def test_bad_sentences_file_fails_before_loading_a_model(tmp_path, voice_pt, mon
     def must_not_load(*args, **kwargs):
         raise AssertionError("the backend was loaded before the sentences were checked")
 
-    monkeypatch.setattr(synthesize, "get_backend", must_not_load)
+    monkeypatch.setattr(synthesize, "load_backend", must_not_load)
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("\n".join(lines) + "\n")
     out_dir = tmp_path / "speech" / "spk"

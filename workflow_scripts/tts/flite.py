@@ -26,7 +26,8 @@ class FliteBackend(TTSBackend):
     name = "flite"
     sample_rate = 16000
 
-    def __init__(self, device: str = "cpu", voice: str = "kal16", **options) -> None:
+    def __init__(self, device: str = "cpu", voice: str = "kal16", model_dir: str | None = None,
+                 **options) -> None:
         if options:
             raise TypeError(f"flite backend: unknown options {sorted(options)}; it takes only `voice`")
         if voice not in FLITE_VOICES and not os.path.isfile(voice):

@@ -104,6 +104,7 @@ class WorldCloneBackend(TTSBackend):
         probe_text: str = DEFAULT_PROBE_TEXT,
         duration_jitter: float = 0.03,
         cpu_threads: int = 1,
+        model_dir: str | None = None,  # loads no model: accepted like every backend, unused
     ) -> None:
         base_voices = list(base_voices)
         unknown = [v for v in base_voices if v not in FLITE_VOICES]
