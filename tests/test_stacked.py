@@ -1,0 +1,216 @@
+"""Stacked training (workflow_scripts/stacked.py) against the plain trainer.
+
+K models trained together must give what training.train gives each alone:
+with the same batches, the same losses, validation scores, early-stopping
+decisions and weights. In float64 the two agree to 1e-9 (relative); in
+float32 the losses agree to 1e-4 (relative) and validation SDRs to 1e-4 dB
+over the few steps run.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from workflow_scripts.convtasnet import ConvTasNet, build_model
+from workflow_scripts.stacked import (
+    CropMixerBatches,
+    DeviceCropMixer,
+    StackedConvTasNet,
+    StackedValidation,
+    enhance_many,
+    train_stacked,
+)
+from workflow_scripts.training import (
+    CropMixer,
+    Recipe,
+    enhance,
+    mean_validation_sdr,
+    train,
+    validation_set,
+)
+
+SAMPLE_RATE = 16000
+CROP_SECONDS = 0.05  # 800 samples: small, so that a test runs in seconds
+
+
+class Float64ConvTasNet(ConvTasNet):
+    """A float64 ConvTasNet that accepts the float32 batches of training.train."""
+
+    def forward(self, wav):
+        return super().forward(wav.double())
+
+
+def speech_like(num_samples: int, seed: int) -> np.ndarray:
+    """A harmonic tone with a syllable-rate envelope and a silent gap."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / SAMPLE_RATE
+    f0 = rng.uniform(100, 220) * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    wave = sum(np.sin(h * phase) / h for h in range(1, 6))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3, 5) * t) ** 2
+    audio = 0.3 * wave * envelope + 0.01 * rng.standard_normal(num_samples)
+    gap = rng.integers(0, num_samples // 2)
+    audio[gap : gap + num_samples // 8] = 0.0
+    return audio.astype(np.float32)
+
+
+def noise_like(num_samples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = np.convolve(rng.standard_normal(num_samples + 8), np.ones(8) / 8, mode="valid")[:num_samples]
+    return (0.2 * noise).astype(np.float32)
+
+
+def model_data(k: int):
+    """(training utterances, noises, validation pairs) of model k; one training
+    utterance is shorter than a crop."""
+    utterances = [speech_like(n, 100 * k + i) for i, n in enumerate([1200, 1800, 600, 1500])]
+    noises = [noise_like(n, 100 * k + 50 + i) for i, n in enumerate([1000, 700])]
+    val_utterances = [speech_like(n, 100 * k + 70 + i) for i, n in enumerate([1000, 850])]
+    return utterances, noises, validation_set(val_utterances, noises, seed=k)
+
+
+def initial_models(count: int, cls=ConvTasNet, dtype=torch.float32) -> list:
+    models = []
+    for k in range(count):
+        torch.manual_seed(k)
+        model = cls(build_model("tiny").config)
+        models.append(model.to(dtype))
+    return models
+
+
+def plain_and_stacked(recipes, cls, dtype):
+    """Train each model alone with training.train and all together with
+    train_stacked from the same initial weights and batches."""
+    data = [model_data(k) for k in range(len(recipes))]
+    start = initial_models(len(recipes), cls, dtype)
+    plain_models = copy.deepcopy(start)
+    plain = [
+        train(model, CropMixer(utts, noises, recipe), val_pairs, recipe, torch.device("cpu"))
+        for model, (utts, noises, val_pairs), recipe in zip(plain_models, data, recipes)
+    ]
+    stacked_models = copy.deepcopy(start)
+    batches = CropMixerBatches([CropMixer(u, n, r) for (u, n, _), r in zip(data, recipes)], recipes)
+    validation = StackedValidation([val_pairs for _, _, val_pairs in data])
+    step_losses = []
+    stacked = train_stacked(stacked_models, batches, validation, recipes, "cpu", dtype=dtype,
+                            step_losses=step_losses, progress=False)
+    return plain, plain_models, stacked, stacked_models, step_losses
+
+
+def assert_same_training(plain, plain_models, stacked, stacked_models, rtol):
+    for k, (p, s) in enumerate(zip(plain, stacked)):
+        assert [row["step"] for row in s.history] == [row["step"] for row in p.history], f"model {k}"
+        assert [row["best"] for row in s.history] == [row["best"] for row in p.history], f"model {k}"
+        assert s.best_step == p.best_step
+        val_p = np.array([row["val_sdr_db"] for row in p.history])
+        val_s = np.array([row["val_sdr_db"] for row in s.history])
+        np.testing.assert_allclose(val_s, val_p, rtol=rtol, atol=rtol)
+        loss_p = np.array([row["train_loss"] for row in p.history[1:]])
+        loss_s = np.array([row["train_loss"] for row in s.history[1:]])
+        np.testing.assert_allclose(loss_s, loss_p, rtol=rtol, atol=rtol)
+        for name, value in p.best_state.items():
+            np.testing.assert_allclose(s.best_state[name].numpy(), value.numpy(), rtol=rtol, atol=rtol,
+                                       err_msg=f"model {k} best {name}")
+        for (name, value), other in zip(plain_models[k].state_dict().items(), stacked_models[k].state_dict().values()):
+            np.testing.assert_allclose(other.numpy(), value.numpy(), rtol=rtol, atol=rtol,
+                                       err_msg=f"model {k} final {name}")
+
+
+def test_stacked_equals_separate_trainings_and_freezes_a_stopped_model():
+    # float64, so that the two computations agree to rounding (1e-9 relative).
+    # Model 1 validates every step and stops at its first step without
+    # improvement; models 0 and 2 (other learning rates) run their 6 steps.
+    recipes = [
+        Recipe(batch_size=4, crop_seconds=CROP_SECONDS, lr=1e-3, max_steps=6, val_every=3, patience=5, seed=0),
+        Recipe(batch_size=4, crop_seconds=CROP_SECONDS, lr=3e-2, max_steps=6, val_every=1, patience=1, seed=1),
+        Recipe(batch_size=4, crop_seconds=CROP_SECONDS, lr=3e-4, max_steps=6, val_every=3, patience=5, seed=2),
+    ]
+    plain, plain_models, stacked, stacked_models, step_losses = plain_and_stacked(
+        recipes, Float64ConvTasNet, torch.float64
+    )
+    stop_step = plain[1].history[-1]["step"]
+    assert stop_step < 6, "model 1 should stop early in this setting"
+    assert plain[0].history[-1]["step"] == plain[2].history[-1]["step"] == 6
+    assert [len(curve) for curve in step_losses] == [6, stop_step, 6]
+    # same histories, best and final weights; model 1's final weights are those
+    # of its stop step (the plain trainer's), though the others trained on
+    assert_same_training(plain, plain_models, stacked, stacked_models, rtol=1e-9)
+
+
+def test_stacked_float32_losses_match():
+    recipes = [
+        Recipe(batch_size=4, crop_seconds=CROP_SECONDS, lr=1e-3, max_steps=3, val_every=1, patience=9, seed=s)
+        for s in range(2)
+    ]
+    plain, _, stacked, _, _ = plain_and_stacked(recipes, ConvTasNet, torch.float32)
+    for p, s in zip(plain, stacked):
+        loss_p = np.array([row["train_loss"] for row in p.history[1:]])
+        loss_s = np.array([row["train_loss"] for row in s.history[1:]])
+        np.testing.assert_allclose(loss_s, loss_p, rtol=1e-4)
+        val_p = np.array([row["val_sdr_db"] for row in p.history])
+        val_s = np.array([row["val_sdr_db"] for row in s.history])
+        np.testing.assert_allclose(val_s, val_p, atol=1e-4)
+
+
+def test_validation_and_batched_enhancement_match_one_at_a_time():
+    models = initial_models(2)
+    val_sets = [model_data(k)[2] for k in range(2)]
+    stack = StackedConvTasNet.from_models(models)
+    batched = StackedValidation(val_sets, max_batch_samples=6000).mean_sdr_db(stack)
+    single = [mean_validation_sdr(m, pairs, torch.device("cpu")) for m, pairs in zip(models, val_sets)]
+    np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-5)
+
+    mixtures = [speech_like(n, 900 + n) for n in (3000, 16, 4100, 2500, 4100)]
+    outputs = enhance_many(models[0], mixtures, "cpu", max_batch_samples=9000)
+    for mixture, output in zip(mixtures, outputs):
+        reference = enhance(models[0], mixture, torch.device("cpu"))
+        assert output.shape == mixture.shape
+        np.testing.assert_allclose(output, reference, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="shorter than"):
+        enhance_many(models[0], [np.zeros(10, np.float32)], "cpu")
+
+
+def test_device_crop_mixer_draws_like_crop_mixer():
+    recipes = [
+        Recipe(batch_size=16, crop_seconds=CROP_SECONDS, snr_low_db=-5.0, snr_high_db=5.0),
+        Recipe(batch_size=16, crop_seconds=CROP_SECONDS, snr_low_db=10.0, snr_high_db=12.0),
+    ]
+    data = [model_data(k) for k in range(2)]
+    # an utterance that is silent but for its last 100 samples: most crops of it are silent
+    data[1][0].append(np.concatenate([np.zeros(8000, np.float32), speech_like(100, 5)]))
+    mixer = DeviceCropMixer([d[0] for d in data], [d[1] for d in data], recipes, seed=3)
+    crop = int(CROP_SECONDS * SAMPLE_RATE)
+    for _ in range(3):
+        mixtures, cleans = mixer.draw()
+        assert mixtures.shape == cleans.shape == (2, 16, crop)
+        for k, (utterances, noises, _) in enumerate(data):
+            padded = [np.pad(u, (0, max(0, crop - u.size))) for u in utterances]
+            windows = np.concatenate([np.lib.stride_tricks.sliding_window_view(u, crop) for u in padded])
+            for clean, mixture in zip(cleans[k].numpy(), mixtures[k].numpy()):
+                assert np.any(clean != 0), "silent crops are redrawn"
+                assert np.any(np.all(windows == clean, axis=1)), "a crop of one of the model's own utterances"
+                noise = mixture - clean
+                snr_db = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean(noise.astype(np.float64) ** 2))
+                assert recipes[k].snr_low_db - 1e-3 <= snr_db <= recipes[k].snr_high_db + 1e-3
+    assert not mixer.failed().any()
+
+    silent = DeviceCropMixer([[np.zeros(5000, np.float32)]], [data[0][1]], recipes[:1])
+    silent.draw()
+    assert silent.failed().tolist() == [True]
+
+
+def test_train_stacked_with_device_crops_and_compaction():
+    recipes = [
+        Recipe(batch_size=4, crop_seconds=CROP_SECONDS, lr=1e-3, max_steps=max_steps, val_every=2, patience=3, seed=k)
+        for k, max_steps in enumerate([2, 4])
+    ]
+    data = [model_data(k) for k in range(2)]
+    models = initial_models(2)
+    mixer = DeviceCropMixer([d[0] for d in data], [d[1] for d in data], recipes, seed=0)
+    results = train_stacked(models, mixer, StackedValidation([d[2] for d in data]), recipes, "cpu", progress=False)
+    assert [r.history[-1]["step"] for r in results] == [2, 4]
+    for result in results:
+        assert all(np.isfinite(row["val_sdr_db"]) for row in result.history)
+        build_model("tiny").load_state_dict(result.best_state)
