@@ -27,7 +27,6 @@ says which.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow_scripts.audio import SAMPLE_RATE
-from workflow_scripts.model_cache import cache_dirs
+from workflow_scripts.model_cache import cache_dirs, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +89,6 @@ def whisper_weights_file(size: str, model_dir: str | os.PathLike) -> Path:
     return cache_dirs(model_dir)["whisper"] / os.path.basename(whisper._MODELS[size])
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class WhisperTranscriber:
     """openai-whisper from a released size in the model cache or from a checkpoint file.
 
@@ -128,7 +119,7 @@ class WhisperTranscriber:
                     "(no download is attempted; put the file there to use Whisper)"
                 )
             expected_sha256 = whisper._MODELS[model].split("/")[-2]
-            if _sha256(checkpoint) != expected_sha256:
+            if file_sha256(checkpoint) != expected_sha256:
                 raise ASRUnavailable(
                     f"{checkpoint}: SHA256 does not match the released Whisper {model} weights "
                     "(no download is attempted; replace the file, or pass its path as the model)"

@@ -40,7 +40,6 @@ DistillMOS ship their weights in their packages.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import logging
@@ -165,14 +164,6 @@ FETCHERS = {"huggingface": fetch_huggingface, "speechbrain": fetch_speechbrain,
             "coqui": fetch_coqui, "whisper": fetch_whisper}
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weight_files(path: Path) -> list[dict]:
     """Size and sha256 of the weight files at `path` (a file, or every weight file under a folder)."""
     path = Path(path)
@@ -181,7 +172,7 @@ def weight_files(path: Path) -> list[dict]:
     else:
         candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     base = path.parent if path.is_file() else path
-    return [{"file": str(p.relative_to(base)), "bytes": p.stat().st_size, "sha256": sha256_of(p)}
+    return [{"file": str(p.relative_to(base)), "bytes": p.stat().st_size, "sha256": model_cache.file_sha256(p)}
             for p in candidates]
 
 

@@ -19,6 +19,7 @@ is loaded from that folder and never from the network.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -68,3 +69,12 @@ def is_local(model: str | os.PathLike) -> bool:
 def speechbrain_savedir(model_dir: str | os.PathLike, source: str) -> Path:
     """Where a speechbrain hub model (e.g. speechbrain/spkrec-xvect-voxceleb) is kept."""
     return cache_dirs(model_dir)["speechbrain"] / source.replace("/", "--")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a (weights) file, read in 16 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
