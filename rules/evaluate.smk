@@ -44,7 +44,7 @@ rule evaluate_generalist:
     shell:
         "python -m workflow_scripts.evaluate --model {input.model}"
         " --test-dir {input.test} {params.input_scores}"
-        " --threads {threads}"
+        " --workers {threads}"
         " --out-csv {output.table} --out-summary {output.summary} 2> {log}"
 
 
@@ -70,5 +70,5 @@ rule evaluate_finetuned:
     shell:
         "python -m workflow_scripts.evaluate --model {input.model}"
         " --test-dir {input.test} {params.input_scores}"
-        " --threads {threads}"
+        " --workers {threads}"
         " --out-csv {output.table} --out-summary {output.summary} 2> {log}"
