@@ -413,11 +413,13 @@ def generalist_checkpoint(wildcards):
 
 
 def pretrain_data(wildcards):
-    """Pre-training speech and noises: the demo background pool or LibriSpeech + MUSAN."""
+    """Pre-training speech and noises: the demo background pool, or LibriSpeech + MUSAN
+    with the held-out MUSAN noises (val_noises) for validation."""
     if GENERALIST.get("pool", "demo") == "librispeech":
         return {
             "speech": "data/pretrain_pool/speech",
             "noises": "data/pretrain_pool/noises",
+            "val_noises": "data/pretrain_pool/val_noises",
         }
     return {"speech": "data/background/speech", "noises": "data/background/noises"}
 

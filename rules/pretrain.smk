@@ -1,5 +1,7 @@
 # The generalist: a ConvTasNet pre-trained on the background pool of other
-# voices and generic noises (or taken from a checkpoint, see config).
+# voices and generic noises (or taken from a checkpoint, see config). Crops are
+# read from disk as they are drawn; validation mixes with the pool's held-out
+# noises where it has them (LibriSpeech + MUSAN).
 
 
 rule pretrain:
@@ -25,11 +27,14 @@ rule pretrain:
         gpu=1,
     params:
         recipe=cli_args(config["generalist"].get("pretrain", {})),
+        val_noises=lambda wildcards, input: path_args(
+            input, {"val_noises": "val_noise_dir"}
+        ),
         out_dir="results/pretrain/{model}",
         # a killed job started again continues from here (removed when done)
         resume="results/pretrain/{model}.resume.pt",
     shell:
         "python -m workflow_scripts.pretrain --speech-dir {input.speech}"
-        " --noise-dir {input.noises} --model-size {wildcards.model} {params.recipe}"
-        " --threads {threads} --resume-file {params.resume}"
+        " --noise-dir {input.noises} {params.val_noises} --model-size {wildcards.model}"
+        " {params.recipe} --threads {threads} --resume-file {params.resume}"
         " --out-dir {params.out_dir} 2> {log}"

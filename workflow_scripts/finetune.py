@@ -77,10 +77,11 @@ def main(argv=None) -> None:
     val_pairs = validation_set(load_utterances(val_rows), noises, recipe.seed, recipe.peak_normalize)
     result = train(model, mixer, val_pairs, recipe, device, args.resume_file, args.resume_every)
     log.info(
-        "best step %d: validation SDR %.3f dB (initial %.3f dB)",
+        "best step %d: %s %.3f dB (initial %.3f dB)",
         result.best_step,
-        result.best_val_sdr_db,
-        result.history[0]["val_sdr_db"],
+        result.val_column,
+        result.best_val_db,
+        result.history[0][result.val_column],
     )
 
     training_info = {
@@ -92,7 +93,7 @@ def main(argv=None) -> None:
         "num_train": args.num_train,
         "num_val": args.num_val,
         "init": str(args.init),
-        "init_val_sdr_db": result.history[0]["val_sdr_db"],
+        f"init_{result.val_column}": result.history[0][result.val_column],
     }
     with atomic_dir(args.out_dir) as tmp:
         write_training_outputs(tmp, model, result, vars(args), training_info)

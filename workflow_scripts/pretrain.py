@@ -1,10 +1,14 @@
 """Pre-train a generalist ConvTasNet on a background speech pool and generic noises.
 
 All rows of the speech folder are used; the last `--num-val` utterances are
-held out for validation. Writes out-dir/{model.pt, training_log.csv,
-config.yaml, loss.png}, the folder appearing only when complete. With
-`--resume-file`, a killed run started again continues where its last
-checkpoint left off (see training.py).
+held out for validation. Training crops are read from disk as they are drawn
+(file lengths from the headers, read once), so the pool may be far larger than
+memory (LibriSpeech train-clean-100 + 360); the validation set is held in
+memory. Validation mixes with `--val-noise-dir` when given (noises held out of
+training), else with the training noises. Writes out-dir/{model.pt,
+training_log.csv, config.yaml, loss.png}, the folder appearing only when
+complete. With `--resume-file`, a killed run started again continues where its
+last checkpoint left off (see training.py).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import torch
 from workflow_scripts.audio import atomic_dir
 from workflow_scripts.convtasnet import MODEL_SIZES, build_model, count_parameters
 from workflow_scripts.training import (
+    VAL_METRICS,
+    AudioFiles,
     CropMixer,
     DataError,
     Recipe,
@@ -43,9 +49,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speech-dir", required=True, help="background speech folder (manifest.csv)")
     parser.add_argument("--noise-dir", required=True, help="noise folder (noises.csv)")
+    parser.add_argument(
+        "--val-noise-dir",
+        default=None,
+        help="noise folder for the validation mixtures (default: --noise-dir)",
+    )
     parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="tiny")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--num-val", type=int, default=10, help="last utterances held out for validation")
+    parser.add_argument(
+        "--read-threads", type=int, default=4, help="threads reading training crops from disk"
+    )
     add_recipe_args(parser, DEFAULTS)
     return parser.parse_args(argv)
 
@@ -54,34 +68,50 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
     recipe = recipe_from_args(args)
+    if args.read_threads < 1:
+        raise ValueError("--read-threads must be >= 1")
 
     manifest = read_speech_folder(args.speech_dir)
-    read_noise_table(args.noise_dir)
+    noise_table = read_noise_table(args.noise_dir)
+    if args.val_noise_dir is not None:
+        read_noise_table(args.val_noise_dir)
     if not 1 <= args.num_val < len(manifest):
         raise DataError(
             f"{args.speech_dir}: {len(manifest)} utterances; --num-val {args.num_val} "
             "must leave at least one for training"
         )
     train_rows, val_rows = manifest.iloc[: -args.num_val], manifest.iloc[-args.num_val :]
+    speech = AudioFiles(train_rows["wav"], "speech", args.read_threads)
+    noises = AudioFiles(noise_table["wav"], "noise", args.read_threads)
+    val_noises = load_noises(args.val_noise_dir)[1] if args.val_noise_dir is not None else noises
+    val_pairs = validation_set(load_utterances(val_rows), val_noises, recipe.seed, recipe.peak_normalize)
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     seed_everything(recipe.seed)
     model = build_model(args.model_size)
     log.info(
-        "%s model, %d parameters, on %s; %d training and %d validation utterances",
+        "%s model, %d parameters, on %s; %d training utterances (%.1f h) and %d noises (%.1f h) read"
+        " from disk; %d validation utterances with %s noises, scored by %s",
         args.model_size,
         count_parameters(model),
         device,
-        len(train_rows),
+        len(speech),
+        speech.hours,
+        len(noises),
+        noises.hours,
         len(val_rows),
+        "held-out" if args.val_noise_dir is not None else "the training",
+        VAL_METRICS[recipe.val_metric][1],
     )
 
-    _, noises = load_noises(args.noise_dir)
-    mixer = CropMixer(load_utterances(train_rows), noises, recipe)
-    val_pairs = validation_set(load_utterances(val_rows), noises, recipe.seed, recipe.peak_normalize)
-    result = train(model, mixer, val_pairs, recipe, device, args.resume_file, args.resume_every)
-    log.info("best step %d: validation SDR %.3f dB", result.best_step, result.best_val_sdr_db)
+    mixer = CropMixer(speech, noises, recipe, read_threads=args.read_threads)
+    result = train(
+        model, mixer, val_pairs, recipe, device, args.resume_file, args.resume_every, prefetch=True
+    )
+    log.info(
+        "best step %d: %s %.3f dB", result.best_step, VAL_METRICS[recipe.val_metric][1], result.best_val_db
+    )
 
     training_info = {
         "kind": "pretrain",
@@ -89,6 +119,7 @@ def main(argv=None) -> None:
         "recipe": recipe_dict(recipe),
         "speech_dir": str(args.speech_dir),
         "noise_dir": str(args.noise_dir),
+        "val_noise_dir": None if args.val_noise_dir is None else str(args.val_noise_dir),
         "num_train": len(train_rows),
         "num_val": len(val_rows),
         "init": None,
