@@ -667,6 +667,9 @@ def train_stacked(models: list[ConvTasNet], batches, validation: StackedValidati
     if len(models) != len(recipes):
         raise ValueError(f"{len(models)} models but {len(recipes)} recipes")
     _check_same(recipes, ("batch_size", "crop_seconds"))
+    other_metrics = sorted({r.val_metric for r in recipes} - {"sdr"})
+    if other_metrics:
+        raise ValueError(f"train_stacked selects and stops by validation SDR only, not {', '.join(other_metrics)}")
     device = torch.device(device)
     stack = StackedConvTasNet.from_models(models, device, dtype)
     optimizer = StackedAdam(stack, [r.lr for r in recipes])
