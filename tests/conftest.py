@@ -18,3 +18,14 @@ def genda25_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"challenge release mirror not found at {path} (set GENDA25_DIR)")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (bit-exact comparisons), restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -165,14 +165,6 @@ def test_si_sdri_picks_the_best_step_by_si_sdri(pool):
         assert list(loop.history[-1]) == ["step", "train_loss", column, "best"]
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_training_on_si_sdri_keeps_the_best_si_sdri_state(pool, one_thread):
     speech_paths = read_speech_folder(pool / "speech")["wav"]
     _, val_noises = load_noises(pool / "val_noises")

@@ -113,14 +113,6 @@ def test_killed_finetune_resumes_to_the_same_result(
     assert_same_training(straight_run, out_dir)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_resume_in_process_and_a_file_of_another_recipe_is_ignored(
     speech_dir,
     noise_dir,
