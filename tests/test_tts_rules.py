@@ -93,5 +93,5 @@ def test_backends_and_scoring_through_the_rules(hub, tmp_path):
         assert summary["dnsmos_ovrl_mean"] is not None
 
     # A rerun has nothing to do: the conditioning is computed once and reused.
-    assert "Nothing to be done" in snakemake(workdir, "--cores", "2", *targets).stdout + \
-        snakemake(workdir, "--cores", "2", *targets).stderr
+    rerun = snakemake(workdir, "--cores", "2", *targets)
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
