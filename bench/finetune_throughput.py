@@ -256,8 +256,10 @@ class PlainTrainer:
 class StackedTrainer:
     """K models stacked, crops mixed on the device, one step at a time."""
 
-    def __init__(self, models, speakers, device, precision="fp32", cuda_graph=False, seed=0, pointwise="matmul"):
+    def __init__(self, models, speakers, device, precision="fp32", cuda_graph=False, seed=0, pointwise="matmul",
+                 compile=False):
         self.device = device
+        self.compile = compile
         recipes = [recipe(lr=1e-3 * (1 + k % 3), seed=k) for k in range(len(models))]
         data = [speakers[k % len(speakers)] for k in range(len(models))]
         self.mixer = DeviceCropMixer([d[0] for d in data], [d[1] for d in data], recipes, device, seed=seed)
@@ -269,7 +271,7 @@ class StackedTrainer:
     def __enter__(self):
         self._mode = precision_mode(self.precision)
         autocast_dtype = self._mode.__enter__()
-        self.step_fn = StackedStep(self.stack, self.optimizer, autocast_dtype, self.cuda_graph)
+        self.step_fn = StackedStep(self.stack, self.optimizer, autocast_dtype, self.cuda_graph, compile=self.compile)
         return self
 
     def __exit__(self, *exc):
@@ -504,6 +506,34 @@ def variant_section(speakers, device, configs, target_s) -> dict:
     return result
 
 
+def compiled_section(speakers, device, configs, target_s, mode) -> dict:
+    """size:K:precision runs with the forward pass and loss through
+    torch.compile (mode None = default); the first step's time (compilation)
+    is reported apart."""
+    result = {}
+    for config in configs:
+        size, k, precision = _config(config)
+        models = [build_model(size) for _ in range(k)]
+        free_memory()
+        try:
+            with StackedTrainer(models, speakers, device, precision, False, compile=mode or True) as trainer:
+                start = time.perf_counter()
+                trainer.step()
+                sync(device)
+                first_s = time.perf_counter() - start
+                row = {"ms_per_step": 1000 * timed(trainer.step, device, warmup=3, target_s=target_s),
+                       "first_step_s": first_s, "peak_gib": peak_gib(device), "mode": mode or "default"}
+        except torch.OutOfMemoryError:
+            row = {"error": "out of memory"}
+        except Exception as exc:  # noqa: BLE001 - a variant that fails is recorded, the others still run
+            row = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        result[f"{size} K{k} {precision} compiled"] = row
+        print(f"{config} compiled: {row}", flush=True)
+        del models
+        free_memory()
+    return result
+
+
 def validation_section(speakers, device, sizes, k) -> dict:
     return {size: {"K": k, "val_s_all_models": stacked_validation_s(size, k, speakers, device)} for size in sizes}
 
@@ -568,7 +598,7 @@ class Float64ConvTasNet(ConvTasNet):
         return super().forward(wav.double())
 
 
-def curves_section(speakers, device, checkpoint, steps, out_dir: Path) -> dict:
+def curves_section(speakers, device, checkpoint, steps, out_dir: Path, compiled_curves=False) -> dict:
     """Per-step losses and validation SDRs of 2 models over `steps` steps, the
     same batches for every variant: plain fp32 (training.train), plain float64,
     stacked fp32 / tf32 / bf16."""
@@ -595,12 +625,15 @@ def curves_section(speakers, device, checkpoint, steps, out_dir: Path) -> dict:
     started = time.perf_counter()
     histories["plain fp32 (training.train)"] = plain(ConvTasNet, torch.float32)
     histories["plain float64"] = plain(Float64ConvTasNet, torch.float64)
-    for precision in ("fp32", "tf32", "bf16"):
+    variants = [(precision, False) for precision in ("fp32", "tf32", "bf16")]
+    if compiled_curves:
+        variants.append(("tf32", True))
+    for precision, compiled in variants:
         models = [copy.deepcopy(start_model) for _ in recipes]
         batches = CropMixerBatches([CropMixer(s, n, r) for (s, n), r in zip(data, recipes)], recipes, device)
         results = train_stacked(models, batches, StackedValidation(val_sets, device), recipes, device,
-                                precision=precision, progress=False)
-        histories[f"stacked {precision}"] = [r.history for r in results]
+                                precision=precision, compile=compiled, progress=False)
+        histories[f"stacked {precision}" + (" compiled" if compiled else "")] = [r.history for r in results]
     reference = histories["plain float64"]
     baseline = histories["plain fp32 (training.train)"]
     summary = {"steps": steps, "models": 2, "seconds": time.perf_counter() - started,
@@ -707,8 +740,8 @@ def summarize(results: dict, steps_per_finetune: int) -> str:
                 rate = 1000 * k / row["ms_per_step"]
                 if best is None or rate > best[2]:
                     best = (name, k, rate, row)
-        for name, row in results.get("graphs", {}).items():
-            if name.startswith(size) and "ms_per_step" in row:
+        for name, row in [*results.get("graphs", {}).items(), *results.get("compiled", {}).items()]:
+            if name.startswith(size + " ") and "ms_per_step" in row:
                 k = int(name.split()[1][1:])
                 rate = 1000 * k / row["ms_per_step"]
                 if best is None or rate > best[2]:
@@ -786,7 +819,9 @@ def run(args) -> None:
         f"{size} N{n}": multiprocess_run(size, int(n), args.data, device, args.proc_seconds, out_dir / "mp")
         for size, n in (c.split(":") for c in args.multiprocess)
     })
-    section("curves", lambda: curves_section(speakers, device, args.checkpoint, args.curve_steps, out_dir))
+    section("compiled", lambda: compiled_section(speakers, device, args.compiled, target_s, args.compile_mode))
+    section("curves", lambda: curves_section(speakers, device, args.checkpoint, args.curve_steps, out_dir,
+                                             args.compiled_curves))
     section("eval", lambda: eval_section(test_mixtures, device, args.sizes))
     results["summary_steps_per_finetune"] = args.steps_per_finetune
     save()
@@ -827,6 +862,10 @@ def main(argv=None) -> None:
     p.add_argument("--multiprocess", nargs="*", default=["tiny:4", "tiny:8", "medium:8"],
                    help="size:N runs of N plain trainer processes sharing the device")
     p.add_argument("--trainer", nargs="*", default=["tiny:16"], help="size:K runs of train_stacked end to end")
+    p.add_argument("--compiled", nargs="*", type=graph_config, default=[],
+                   help="size:K:precision to run with torch.compile (section compiled)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode (default: its default)")
+    p.add_argument("--compiled-curves", action="store_true", help="add stacked tf32 compiled to the loss curves")
     p.add_argument("--trainer-steps", type=int, default=2 * VAL_EVERY)
     p.add_argument("--proc-seconds", type=float, default=10.0)
     p.add_argument("--profile-k", type=int, default=16)
@@ -837,7 +876,7 @@ def main(argv=None) -> None:
     p.add_argument("--budget-s", type=float, default=480.0)
     p.add_argument("--reserve-s", type=float, default=150.0, help="time kept for the sections after the sweep")
     p.add_argument("--sections",
-                   default="profile,baseline,train_check,stacked,graphs,variants,validation,trainer,multiprocess,curves,eval")
+                   default="profile,baseline,train_check,stacked,graphs,variants,compiled,validation,trainer,multiprocess,curves,eval")
     p.add_argument("--smoke", action="store_true", help="short timings (a CPU check that everything runs)")
     p.add_argument("--crop-seconds", type=float, default=CROP_S)
     p.add_argument("--num-val", type=int, default=NUM_VAL, help="validation utterances (3-9 s) per model")

@@ -605,18 +605,28 @@ def precision_mode(precision: str):
 class StackedStep:
     """One optimisation step of all stacked models: loss, backward, per-model
     clipping and Adam. With `cuda_graph`, the step is captured once (after
-    three eager steps) and replayed; inputs are copied into static buffers."""
+    three eager steps) and replayed; inputs are copied into static buffers.
+    With `compile` (True or a torch.compile mode), the forward pass and loss
+    go through torch.compile."""
 
-    def __init__(self, stack, optimizer, autocast_dtype=None, cuda_graph=False, max_norm=GRAD_CLIP_NORM):
+    def __init__(self, stack, optimizer, autocast_dtype=None, cuda_graph=False, max_norm=GRAD_CLIP_NORM,
+                 compile: bool | str = False):
         self.stack, self.optimizer = stack, optimizer
         self.autocast_dtype, self.max_norm = autocast_dtype, max_norm
         self.cuda_graph = cuda_graph and stack.device.type == "cuda"
         self.eager_steps = 0
         self.graph = None
+        self.losses_fn = stack.losses
+        if compile:
+            # forward + loss (and, through AOTAutograd, its backward) as generated
+            # kernels; a new K (a model stopped) compiles again, then K is dynamic
+            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+            mode = None if compile is True else compile
+            self.losses_fn = torch.compile(stack.losses, mode=mode)
 
     def _update(self, mixtures, cleans) -> torch.Tensor:
         self.stack.zero_grad()
-        losses = self.stack.losses(mixtures, cleans, self.autocast_dtype)
+        losses = self.losses_fn(mixtures, cleans, self.autocast_dtype)
         with warnings.catch_warnings():
             # the (K, P) row-slice gradients are strided like their weights, on purpose
             warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
@@ -654,7 +664,7 @@ class StackedStep:
 
 def train_stacked(models: list[ConvTasNet], batches, validation: StackedValidation, recipes: list[Recipe],
                   device="cpu", *, dtype=torch.float32, precision: str = "fp32", cuda_graph: bool = False,
-                  step_losses: list | None = None, progress: bool = True) -> list:
+                  compile: bool | str = False, step_losses: list | None = None, progress: bool = True) -> list:
     """training.train for K models at once.
 
     Returns, per model in order, its TrainResult, or the exception that ended
@@ -678,7 +688,7 @@ def train_stacked(models: list[ConvTasNet], batches, validation: StackedValidati
     logged_losses: list[list[torch.Tensor]] = []
 
     with precision_mode(precision) as autocast_dtype:
-        step_fn = StackedStep(stack, optimizer, autocast_dtype, cuda_graph)
+        step_fn = StackedStep(stack, optimizer, autocast_dtype, cuda_graph, compile=compile)
         best_val = validation.mean_sdr_db(stack)
         best_flat = stack.flat.clone()
         histories = [[{"step": 0, "train_loss": math.nan, "val_sdr_db": float(v), "best": True}] for v in best_val]
