@@ -94,7 +94,15 @@ def main(argv=None) -> int:
     parser.add_argument("--num-sentences", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=8, help="texts per synthesize_batch call")
     parser.add_argument("--out-json", type=Path, default=None)
+    parser.add_argument("--processes", type=int, nargs="+", default=None,
+                        help="run N worker processes at once on the device, for each N given (the same "
+                             "sentences and seeds in every process), and report their combined rate")
+    parser.add_argument("--model", type=Path, default=None, help="load this model folder instead of building one")
+    parser.add_argument("--ready", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--go", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.processes:
+        return concurrent(args)
 
     import torch
     import transformers
@@ -110,8 +118,8 @@ def main(argv=None) -> int:
               "batch_size": args.batch_size}
     with tempfile.TemporaryDirectory(prefix="xtts-bench-") as tmp:
         start = time.perf_counter()
-        folder = build_xtts(Path(tmp) / "xtts_v2", **sizes)
-        result["build_s"] = time.perf_counter() - start
+        folder = args.model or build_xtts(Path(tmp) / "xtts_v2", **sizes)
+        result["build_s"] = 0.0 if args.model else time.perf_counter() - start
         result["checkpoint_mb"] = (folder / "model.pth").stat().st_size / 2**20
         start = time.perf_counter()
         backend = get_backend("xtts", device=args.device, model=str(folder))
@@ -132,12 +140,18 @@ def main(argv=None) -> int:
     result["warmup"] = log.pop()
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    if args.ready:  # a worker: wait until every worker has warmed up
+        args.ready.touch()
+        while not args.go.exists():
+            time.sleep(0.05)
+    result["window_start"] = time.time()
     start = time.perf_counter()
     for first in range(0, len(texts), args.batch_size):
         batch = texts[first:first + args.batch_size]
         backend.synthesize_batch(batch, conditioning, list(range(first, first + len(batch))))
     synchronize(args.device)
     total_s = time.perf_counter() - start
+    result["window_end"] = time.time()
     audio_s = sum(row["audio_s"] for row in log)
     codes = sum(row["gpt_codes"] for row in log)
     result.update(utterances=log, total_synth_s=total_s, total_audio_s=audio_s, rtf=total_s / audio_s,
@@ -162,6 +176,55 @@ def main(argv=None) -> int:
           + (f"; peak GPU memory {result['peak_gpu_mem_gb']:.2f} GiB" if "peak_gpu_mem_gb" in result else ""))
     if args.out_json:
         args.out_json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def concurrent(args) -> int:
+    """Workers sharing the device: for each N, N processes synthesize the same
+    sentences with the same seeds, started together after their warm-up; the
+    combined RTF is the wall time from the first start to the last end over
+    all the audio made."""
+    import subprocess
+
+    os.environ["COQUI_TOS_AGREED"] = "1"
+    sizes = XTTS_V2_SIZES if args.sizes == "xtts_v2" else TINY_SIZES
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="xtts-bench-") as tmp:
+        tmp = Path(tmp)
+        folder = args.model or build_xtts(tmp / "xtts_v2", **sizes)
+        for count in args.processes:
+            run_dir = tmp / f"n{count}"
+            run_dir.mkdir()
+            go = run_dir / "go"
+            procs = [subprocess.Popen(
+                [sys.executable, __file__, "--device", args.device, "--sizes", args.sizes, "--model", str(folder),
+                 "--num-sentences", str(args.num_sentences), "--batch-size", str(args.batch_size),
+                 "--ready", str(run_dir / f"ready{i}"), "--go", str(go), "--out-json", str(run_dir / f"{i}.json")],
+                stdout=subprocess.DEVNULL) for i in range(count)]
+            while sum((run_dir / f"ready{i}").exists() for i in range(count)) < count:
+                if any(p.poll() not in (None, 0) for p in procs):
+                    raise SystemExit(f"a worker of the {count}-process run failed")
+                time.sleep(0.1)
+            go.touch()
+            if any(p.wait() != 0 for p in procs):
+                raise SystemExit(f"a worker of the {count}-process run failed")
+            workers = [json.loads((run_dir / f"{i}.json").read_text()) for i in range(count)]
+            wall = max(w["window_end"] for w in workers) - min(w["window_start"] for w in workers)
+            audio = sum(w["total_audio_s"] for w in workers)
+            runs.append({"processes": count, "wall_s": wall, "audio_s": audio, "rtf_combined": wall / audio,
+                         "rtf_per_process": [w["rtf"] for w in workers],
+                         "peak_gpu_mem_gb_per_process": max(w.get("peak_gpu_mem_gb", 0.0) for w in workers),
+                         "device": workers[0]["device"]})
+            print(f"{count} processes: {audio:.1f} s of audio in {wall:.1f} s, combined RTF "
+                  f"{wall / audio:.3f}", flush=True)
+    base = runs[0]["rtf_combined"]
+    print("| processes | audio (s) | wall (s) | combined RTF | x first row |")
+    print("|---|---|---|---|---|")
+    for r in runs:
+        print(f"| {r['processes']} | {r['audio_s']:.1f} | {r['wall_s']:.1f} | {r['rtf_combined']:.3f} | "
+              f"{base / r['rtf_combined']:.2f} |")
+    if args.out_json:
+        args.out_json.write_text(json.dumps(runs, indent=2))
     return 0
 
 
