@@ -453,11 +453,15 @@ def cli_args(options):
     return " ".join(args)
 
 
-def speech_dir(wildcards):
+def speech_folder(source, speaker):
     """The fine-tuning speech of a (source, speaker): real or synthesized."""
-    if wildcards.source == "gt":
-        return f"data/speakers/{wildcards.speaker}/gt"
-    return f"results/speech/{wildcards.source}/{wildcards.speaker}"
+    if source == "gt":
+        return f"data/speakers/{speaker}/gt"
+    return f"results/speech/{source}/{speaker}"
+
+
+def speech_dir(wildcards):
+    return speech_folder(wildcards.source, wildcards.speaker)
 
 
 def finetuned_conditions(speaker):
@@ -468,6 +472,79 @@ def finetuned_conditions(speaker):
         if source != "gt" or speaker in GT_SPEAKERS
         for size in sizes
     ]
+
+
+# finetune_stacking.by: speaker fine-tunes all of a speaker's conditions in one job
+FINETUNE_STACKING = {
+    "by": "none",
+    "precision": "tf32",
+    "batches": "device",
+    **config.get("finetune_stacking", {}),
+}
+
+
+def finetune_stacks():
+    """Rule name -> (speakers, their (source, size) conditions) of the stacked fine-tuning
+    rules. A rule's outputs cannot depend on its wildcards, so the speakers without real
+    speech (no gt condition) get a rule of their own."""
+    every_condition = [(s, size) for s, sizes in CONDITIONS.items() for size in sizes]
+    stacks = {}
+    for speaker in speakers.index:
+        conditions = finetuned_conditions(speaker)
+        if conditions:
+            name = "finetune_stacked"
+            if conditions != every_condition:
+                name = "finetune_stacked_no_gt"
+            stacks.setdefault(name, ([], conditions))[0].append(speaker)
+    return stacks
+
+
+def stacked_loss_plot(source, size):
+    """A member's loss plot, in the report as the finetune rule's."""
+    labels = {
+        "speaker": "{speaker}",
+        "source": source,
+        "size": size,
+        "model": "{model}",
+    }
+    return report(
+        f"results/finetune/{{model}}/{source}/{size}/{{speaker}}/loss.png",
+        category="Fine-tuning",
+        subcategory=f"{{model}} {source} {size}",
+        labels=labels,
+    )
+
+
+def stacked_finetune_outputs(conditions):
+    """Every member's model, training log and loss plot (the finetune rule's outputs)."""
+    folders = [f"results/finetune/{{model}}/{c}/{s}/{{speaker}}" for c, s in conditions]
+    return {
+        "models": [f"{folder}/model.pt" for folder in folders],
+        "histories": [f"{folder}/training_log.csv" for folder in folders],
+        "loss_plots": [stacked_loss_plot(source, size) for source, size in conditions],
+    }
+
+
+def stacked_speech_dirs(wildcards):
+    conditions = finetuned_conditions(wildcards.speaker)
+    return list(
+        dict.fromkeys(speech_folder(s, wildcards.speaker) for s, _ in conditions)
+    )
+
+
+def stacked_member_args(wildcards):
+    """`--member SPEECH_DIR NUM_TRAIN NUM_VAL OUT_DIR` per condition of the speaker."""
+    members = []
+    for source, size in finetuned_conditions(wildcards.speaker):
+        speech = speech_folder(source, wildcards.speaker)
+        out_dir = (
+            f"results/finetune/{wildcards.model}/{source}/{size}/{wildcards.speaker}"
+        )
+        train, val = DATA_SIZES[size]["train"], DATA_SIZES[size]["val"]
+        members.append(
+            f"--member {shlex.quote(speech)} {train} {val} {shlex.quote(out_dir)}"
+        )
+    return " ".join(members)
 
 
 def mixture_scores(wildcards):
