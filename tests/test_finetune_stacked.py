@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_reruns import directory_patterns, placeholder, planned, report_data, run
+from test_reruns import mark_complete, planned, report_data, run
 from test_stacked import noise_like, speech_like
 from test_workflow import GENDA2025_JOBS, REPO, default_sheet, load_config, make_workdir
 
@@ -213,15 +213,7 @@ def touched_stacked(tmp_path_factory) -> Path:
         stacked_config("tests/config/ci.yaml"),
         (REPO / "tests" / "config" / "ci_speakers.tsv").read_text(),
     )
-    is_directory = directory_patterns(REPO)
-    for _, output in planned(REPO, workdir):
-        for name in filter(None, (p.strip() for p in output.split(","))):
-            if any(pattern.fullmatch(name) for pattern in is_directory):
-                (workdir / name).mkdir(parents=True, exist_ok=True)
-            else:
-                placeholder(workdir / name)
-    run(REPO, workdir, "--touch", "--forceall", "--cores", "1")
-    assert planned(REPO, workdir) == [], "the touched DAG is not complete"
+    mark_complete(REPO, workdir)
     return workdir
 
 

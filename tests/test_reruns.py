@@ -101,6 +101,13 @@ def touched(tmp_path_factory) -> tuple[Path, Path]:
         load_config("tests/config/ci.yaml"),
         (REPO / "tests" / "config" / "ci_speakers.tsv").read_text(),
     )
+    mark_complete(workflow, workdir)
+    return workflow, workdir
+
+
+def mark_complete(workflow: Path, workdir: Path) -> None:
+    """Every planned job's outputs made as placeholders, then every job "run" by --touch:
+    outputs get modification times in DAG order, jobs their provenance."""
     is_directory = directory_patterns(workflow)
     jobs = planned(workflow, workdir)
     assert jobs
@@ -110,10 +117,8 @@ def touched(tmp_path_factory) -> tuple[Path, Path]:
                 (workdir / name).mkdir(parents=True, exist_ok=True)
             else:
                 placeholder(workdir / name)
-    # every job "run" by --touch: outputs get modification times in DAG order, jobs their provenance
     run(workflow, workdir, "--touch", "--forceall", "--cores", "1")
     assert planned(workflow, workdir) == [], "the touched DAG is not complete"
-    return workflow, workdir
 
 
 def test_adding_a_speaker_reruns_only_its_jobs_and_the_aggregate(touched):
