@@ -202,3 +202,37 @@ def test_utmos_scores_with_a_full_size_random_state_dict(tmp_path):
     scores = predictor.predict([render_flite("Good morning.", "kal16"), render_flite("Thank you.", "slt")])
     assert len(scores["utmos"]) == 2 and all(math.isfinite(s) for s in scores["utmos"])
     assert str(tmp_path) in predictor.model_name
+
+
+def test_cpu_only_mos_runs_after_the_gpu_is_given_back(world, tmp_path, monkeypatch):
+    """On a GPU, DNSMOS (onnxruntime on the CPU) runs after every device model is done and the
+    GPU's memory and slot are released, whatever the order of --mos."""
+    events = []
+
+    class Predictor:
+        def __init__(self, name, uses_gpu):
+            self.name, self.model_name, self.uses_gpu = name, f"{name} (test)", uses_gpu
+            self.columns = ("dnsmos_ovrl",) if name == "dnsmos" else ("distillmos",)
+
+        def predict(self, audios):
+            events.append(self.name)
+            return {column: [3.0] * len(audios) for column in self.columns}
+
+    class Encoder:
+        name = "resemblyzer (test)"
+
+        def __init__(self, device):
+            events.append(f"encoder on {device}")
+
+    monkeypatch.setattr(score_tts, "resolve_device", lambda device: "cuda")
+    monkeypatch.setattr(score_tts, "open_asr", lambda *args: (None, "not run (test)"))
+    monkeypatch.setattr(score_tts, "SpeakerEncoder", Encoder)
+    monkeypatch.setattr(score_tts, "similarity_to_enrollment", lambda encoder, enrollment, audios, desc: [0.5] * len(audios))
+    monkeypatch.setattr(score_tts, "load_xvector_encoder", lambda *args: (None, "not run (test)"))
+    monkeypatch.setattr(score_tts, "load_predictors", lambda names, *args: (
+        {"dnsmos": Predictor("dnsmos", False), "distillmos": Predictor("distillmos", True)}, {}))
+    monkeypatch.setattr(score_tts, "give_back_device", lambda device: events.append(f"release {device}"))
+    summary = score_tts.score_tts(world["enrollment"], world["speech"], tmp_path / "t.csv", tmp_path / "t.json",
+                                  asr="none", mos=("dnsmos", "distillmos"))
+    assert events == ["encoder on cuda", "distillmos", "release cuda", "dnsmos"]
+    assert summary["dnsmos_ovrl_mean"] == 3.0 and summary["distillmos_mean"] == 3.0

@@ -122,6 +122,7 @@ class DNSMOSPredictor:
 
     name = "dnsmos"
     columns = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
+    uses_gpu = False  # onnxruntime on the CPU: score_tts runs it after giving the GPU back
 
     def __init__(self, device: str = "cpu") -> None:
         dnsmos = _import("speechmos.dnsmos", "speechmos (with onnxruntime and librosa)")

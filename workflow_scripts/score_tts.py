@@ -25,12 +25,14 @@ names every model. A score whose model cannot be loaded here (weights not in
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import math
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,7 @@ from tqdm import tqdm
 from workflow_scripts.asr import ASR_CHOICES, ASRUnavailable, load_asr, normalizer_name, word_errors
 from workflow_scripts.audio import SAMPLE_RATE, atomic_write_text, read_audio
 from workflow_scripts.clone_voice import resolve_device
+from workflow_scripts.gpu import release_gpu
 from workflow_scripts.mos import MOS_CHOICES, PREDICTORS, UTMOS_HUB_REPO, load_predictors
 from workflow_scripts.speaker_similarity import (
     XVECTOR_DEFAULT_SOURCE,
@@ -203,20 +206,41 @@ def score_tts(enrollment_wav: Path, speech_dir: Path, out_csv: Path, out_summary
     for predictor_class in PREDICTORS.values():
         for column in predictor_class.columns:
             table[column] = np.nan
-    for name, predictor in predictors.items():
+    mos_models = {name: predictor.model_name for name, predictor in predictors.items()}
+    # the predictors that use the device first; then the GPU's memory and slot go back to other
+    # jobs before the CPU-only ones (DNSMOS) run
+    on_gpu = [name for name, predictor in predictors.items() if getattr(predictor, "uses_gpu", True)]
+    for name in [*on_gpu, *(name for name in predictors if name not in on_gpu)]:
+        if name not in on_gpu and device != "cpu":
+            transcriber = None if transcriber is None else SimpleNamespace(
+                name=transcriber.name, note=getattr(transcriber, "note", ""))
+            resemblyzer = xvector_encoder = None
+            predictors = {key: value for key, value in predictors.items() if key not in on_gpu}
+            give_back_device(device)
+            device = "cpu"
+        predictor = predictors[name]
         scores = timed(f"MOS {predictor.model_name}", len(audios), predictor.predict, audios)
         for column, values in scores.items():
             table[column] = values
 
     summary = summarize(table, transcriber, asr_reason, enrollment_wav, speech_dir,
                         xvector_source=secs_xvector_model if secs_xvector_model != "none" else "",
-                        xvector_reason=xvector_reason,
-                        mos_models={name: predictor.model_name for name, predictor in predictors.items()},
-                        mos_reasons=mos_reasons)
+                        xvector_reason=xvector_reason, mos_models=mos_models, mos_reasons=mos_reasons)
     atomic_write_text(out_csv, table.to_csv(index=False))
     atomic_write_text(out_summary, json.dumps(summary, indent=2) + "\n")
     log.info("summary: %s", json.dumps(summary))
     return summary
+
+
+def give_back_device(device: str) -> None:
+    """Free the GPU memory of the models no longer referenced and release the GPU slot."""
+    import torch
+
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    release_gpu()
+    log.info("GPU work done: memory and slot released; the rest runs on the CPU")
 
 
 def timed(what: str, n_utterances: int, function, *args, **kwargs):
