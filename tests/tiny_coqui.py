@@ -44,6 +44,13 @@ CORPUS = [
     "every morning i walk to work and drink some tea, coffee or juice.",
     "zebras quietly vex jumping wizards (and kings).",
 ]
+# the architecture sizes of tts_models/multilingual/multi-dataset/your_tts (coqui's YourTTS recipe:
+# VitsArgs defaults with 10 text-encoder layers, resblock type "2", 512-d d-vectors; H/ASP encoder on 64 mels)
+YOURTTS_SIZES = {"d_vector_dim": 512, "encoder_mels": 64, "vits_sizes": {
+    "hidden_channels": 192, "hidden_channels_ffn_text_encoder": 768, "num_heads_text_encoder": 2,
+    "num_layers_text_encoder": 10, "num_layers_posterior_encoder": 16, "num_layers_flow": 4,
+    "resblock_kernel_sizes_decoder": [3, 7, 11], "resblock_dilation_sizes_decoder": [[1, 3, 5]] * 3,
+    "upsample_initial_channel_decoder": 512}}
 YOURTTS_CHARACTERS = "abcdefghijklmnopqrstuvwxyzàáâäçèéêëìíîïñòóôöùúûü"
 YOURTTS_PUNCTUATIONS = "!¡'(),-.:;¿? "
 
@@ -101,13 +108,15 @@ def build_xtts(folder: Path, *, gpt_layers: int = 2, model_dim: int = 32, heads:
 
 
 def build_yourtts(folder: Path, *, d_vector_dim: int = 16, encoder_in_config: bool = True,
-                  seed: int = 0) -> Path:
+                  seed: int = 0, encoder_mels: int = 16, vits_sizes: dict | None = None) -> Path:
     """A tiny random YourTTS model folder: Vits with a d-vector ResNet speaker encoder and 3 languages.
 
     As in the hub folder, the config's file paths point where the model was
     trained (they do not exist here); the loader finds the files by name.
     With `encoder_in_config=False` the config names no speaker encoder (no
     speaker-consistency loss); its files are in the folder all the same.
+    `vits_sizes` (VitsArgs fields) and `encoder_mels` replace the tiny sizes
+    (YOURTTS_SIZES gives those of the hub model).
     """
     from TTS.config.shared_configs import BaseAudioConfig
     from TTS.encoder.configs.speaker_encoder_config import SpeakerEncoderConfig
@@ -120,10 +129,10 @@ def build_yourtts(folder: Path, *, d_vector_dim: int = 16, encoder_in_config: bo
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     encoder_config = SpeakerEncoderConfig(
-        model_params={"model_name": "resnet", "input_dim": 16, "proj_dim": d_vector_dim, "log_input": True,
-                      "use_torch_spec": True},
+        model_params={"model_name": "resnet", "input_dim": encoder_mels, "proj_dim": d_vector_dim,
+                      "log_input": True, "use_torch_spec": True},
         audio=BaseAudioConfig(fft_size=512, win_length=400, hop_length=160, sample_rate=16000,
-                              preemphasis=0.97, num_mels=16, resample=False, do_trim_silence=False,
+                              preemphasis=0.97, num_mels=encoder_mels, resample=False, do_trim_silence=False,
                               do_sound_norm=False, do_rms_norm=True, db_level=-27.0, signal_norm=False),
         num_classes_in_batch=100, num_utter_per_class=2, num_loader_workers=0,  # training fields
     )
@@ -161,6 +170,8 @@ def build_yourtts(folder: Path, *, d_vector_dim: int = 16, encoder_in_config: bo
                                     punctuations=YOURTTS_PUNCTUATIONS, phonemes=None, is_unique=True,
                                     is_sorted=True),
     )
+    for field, value in (vits_sizes or {}).items():
+        setattr(config.model_args, field, value)
     model = Vits(config)
     torch.save({"model": model.state_dict(), "step": 0}, folder / "model_file.pth")
     # paths as the training machine had them, like the hub's config.json

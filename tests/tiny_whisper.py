@@ -29,12 +29,12 @@ def tiny_whisper_dims(multilingual: bool = True, n_text_ctx: int = 24):
 
 
 def build_tiny_whisper(folder: str | Path, name: str = "tiny-random.pt", multilingual: bool = True,
-                       seed: int = 0) -> Path:
-    """Write a random tiny Whisper checkpoint into `folder`; returns its path."""
+                       seed: int = 0, dims=None) -> Path:
+    """Write a random Whisper checkpoint into `folder` (tiny, or of `dims`); returns its path."""
     import torch
     from whisper.model import Whisper
 
-    dims = tiny_whisper_dims(multilingual)
+    dims = dims or tiny_whisper_dims(multilingual)
     torch.manual_seed(seed)
     model = Whisper(dims)
     # the text decoder's positional embedding is created with torch.empty (the released weights fill it)
