@@ -1,20 +1,23 @@
 """GPU-hours of the paper's whole grid on one H100, from measured per-job rates.
 
-    python bench/grid_projection.py [--results bench/finetune_throughput_h100.json]
+    python bench/grid_projection.py [--results bench/h100_2026-11-24b/finetune_call4.json]
         [--steps 600 1200 3000 6006]
 
-The grid (configs/genda2025.yaml): 20 speakers x 7 fine-tuning conditions x
-3 model sizes = 420 fine-tunes (batch 8 x 4 s crops, validation of 10
-utterances every 60 steps, at most 6006 steps), 480 evaluations (the 420
-plus 60 generalists) of 45 mixtures each, and the TTS speech: 30 minutes per
-speaker and TTS system (the 6min size is its first 50 utterances).
+The grid as the workflow runs it (configs/genda2025.yaml, `snakemake -n`):
+10 real speakers x 7 fine-tuning conditions + 10 virtual speakers x 6 (no
+real speech) = 130 fine-tunes per model size, 390 for tiny, small and medium
+(batch 8 x 4 s crops, validation of 10 utterances every 60 steps, at most
+6006 steps); 450 evaluations (the 390 plus 60 generalists) of 45 mixtures
+each; and the TTS speech: 30 minutes per speaker and TTS system (the 6min
+size is its first 50 utterances), scored for WER and speaker similarity.
 
-Fine-tuning and enhancement rates are read from the results of
-bench/finetune_throughput.py; the other rates are taken from bench/RESULTS.md
-or assumed, and the table says which. The number of steps a fine-tune runs
-before early stopping is not known until real fine-tunes run, so every
-figure is given for several step counts; 6006 is the recipe's cap.
-Prints Markdown tables.
+Fine-tuning rates come from a bench/finetune_throughput.py results file that
+has the baseline and stacks of K = 7 and 14 measured in one run (the
+workflow's `finetune_stacking: {by: speaker}` stacks a speaker's 6-7
+conditions in one job); the other rates are taken from bench/RESULTS.md or
+assumed, and the output says which. How many steps a fine-tune runs before
+early stopping is not known until real fine-tunes run, so every figure is
+given for several step counts; 6006 is the recipe's cap. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -25,147 +28,121 @@ import math
 from pathlib import Path
 
 SIZES = ("tiny", "small", "medium")
-SPEAKERS, CONDITIONS = 20, 7
-FINETUNES_PER_SIZE = SPEAKERS * CONDITIONS
-EVALUATIONS_PER_SIZE = SPEAKERS * (CONDITIONS + 1)
+REAL, VIRTUAL = 10, 10
+FINETUNES_PER_SIZE = REAL * 7 + VIRTUAL * 6  # 130
+STACKS_PER_SIZE = REAL + VIRTUAL  # one finetune_stacked job per speaker and size
+EVALUATIONS = len(SIZES) * (FINETUNES_PER_SIZE + REAL + VIRTUAL)  # 450
 VAL_EVERY = 60
 TTS_AUDIO_S = 30 * 60  # per speaker and TTS system
+SPEAKERS = REAL + VIRTUAL
 
-# Rates not measured by bench/finetune_throughput.py: (value, source)
+# Rates not in the results file: (value, source)
 JOB_OVERHEAD_S = (21.0, "RESULTS.md, GPU section: finetune job wall 37 s minus 16 s of training steps")
-EVAL_JOB_S = (19.0, "RESULTS.md, GPU section: evaluate job wall (GPU claimed for the whole job)")
-EVAL_GROUP_OVERHEAD_S = (10.0, "assumed: start, CUDA init and reading one speaker's 45 mixtures")
-PER_MODEL_IO_S = (0.5, "assumed: reading a model's wavs, writing its checkpoint, log and plot")
-TTS_RTF = {
-    "xtts": (0.35, "RESULTS.md: XTTS-v2, one utterance at a time"),
-    "speecht5": (0.0097, "RESULTS.md: SpeechT5, batch 32"),
-    "yourtts": (0.05, "assumed (not measured)"),
+PER_MODEL_IO_S = (0.5, "assumed: reading a member's wavs, writing its checkpoint, log and plot")
+EVAL_JOB_S = (19.0, "RESULTS.md, GPU section: evaluate job wall, one job per GPU, scoring in one process")
+EVAL_JOB_FAST_S = (8.2, "RESULTS.md, evaluation section: evaluate job wall 7.2-9.2 s with --workers 16")
+SHARING = (2.3, "RESULTS.md: 4 jobs per GPU ran 4 fine-tunes + 5 evaluations 2.3x faster than 1 per GPU")
+TTS_RTF = {  # one job per GPU / several jobs per GPU
+    "xtts": ((0.330, 0.100), "RESULTS.md: XTTS-v2 one process / 8 processes sharing the H100 (same run)"),
+    "speecht5": ((0.0097, 0.0097), "RESULTS.md: SpeechT5 batch 32, one process (not measured shared)"),
+    "yourtts": ((0.026, 0.026), "RESULTS.md: YourTTS, the slower of two passes (0.015-0.026), one process"),
 }
-TTS_SCORING_RTF = (0.03, "assumed (not measured): Whisper large-v3 + SECS on every synthesized second")
-
-
-def best_stacked(results: dict, size: str) -> tuple[str, float]:
-    """(variant, ms per model-step) of the fastest stacked run of a size."""
-    best = None
-    for name, row in results["stacked"].get(size, {}).items():
-        if "ms_per_step" in row:
-            k = int(name.split()[0][1:])
-            candidate = (f"stacked {name}", row["ms_per_step"] / k)
-            best = candidate if best is None or candidate[1] < best[1] else best
-    for name, row in results.get("graphs", {}).items():
-        if name.startswith(size + " ") and "ms_per_step" in row:
-            k = int(name.split()[1][1:])
-            candidate = (f"stacked {name.split(' ', 1)[1]}", row["ms_per_step"] / k)
-            best = candidate if best is None or candidate[1] < best[1] else best
-    return best
+TTS_SCORING_RTF = (0.021, "RESULTS.md: Whisper large-v3 (decoding capped at 34 tokens, as for the "
+                   "sentences) + SECS + UTMOS + DistillMOS on the GPU; DNSMOS (0.095) runs on the CPU "
+                   "after score_tts gives the GPU back, so it is not counted")
 
 
 def rates(results: dict) -> dict:
-    """Per size: seconds per model-step and per model-validation, baseline and fast."""
+    """Per size: seconds per model-step and per model-validation, one at a time and stacked."""
     table = {}
     for size in SIZES:
         base = results["baseline"][size]
-        variant, fast_ms = best_stacked(results, size)
+        stacked = results["stacked"][size]
         validation = results["validation"][size]
-        processes = [row for name, row in results.get("multiprocess", {}).items()
-                     if name.startswith(size + " ") and "model_steps_per_s" in row]
         table[size] = {
             "base_step_s": base["ms_per_step"] / 1000,
             "base_val_s": base["val_s_one_model"],
-            "fast_variant": variant,
-            "fast_step_s": fast_ms / 1000,
-            "fast_val_s": validation["val_s_all_models"] / validation["K"],
-            "stack_k": int(variant.split()[1][1:]),
-            "procs_step_s": 1 / max(r["model_steps_per_s"] for r in processes) if processes else math.nan,
-            "eval_one_s": results["eval"][size]["one_at_a_time_s"],
-            "eval_batched_s": results["eval"][size]["batched_s"],
+            "k7_step_s": stacked["K7 tf32"]["ms_per_step"] / 7000,
+            "k14_step_s": stacked["K14 tf32"]["ms_per_step"] / 14000,
+            "stacked_val_s": validation["val_s_all_models"] / validation["K"],
         }
-    measured = [s for s in SIZES if not math.isnan(table[s]["procs_step_s"])]
-    for size in SIZES:
-        if math.isnan(table[size]["procs_step_s"]) and measured:
-            # not measured: the geometric mean of the measured sizes' speed-ups over their baselines
-            ratios = [table[s]["base_step_s"] / table[s]["procs_step_s"] for s in measured]
-            table[size]["procs_step_s"] = table[size]["base_step_s"] / math.prod(ratios) ** (1 / len(ratios))
-            table[size]["procs_interpolated"] = True
     return table
 
 
 def finetune_hours(rate: dict, steps: int, path: str) -> float:
+    """GPU-hours of one size's 130 fine-tunes."""
     validations = math.ceil(steps / VAL_EVERY) + 1
-    if path == "baseline":
+    if path == "baseline":  # one finetune job per fine-tune, one job per GPU
         per_model = steps * rate["base_step_s"] + validations * rate["base_val_s"] + JOB_OVERHEAD_S[0]
         return FINETUNES_PER_SIZE * per_model / 3600
-    if path == "processes":  # 8 jobs at once share the GPU: their start-up overlaps
-        per_model = steps * rate["procs_step_s"] + validations * rate["base_val_s"] + JOB_OVERHEAD_S[0] / 8
-        return FINETUNES_PER_SIZE * per_model / 3600
-    groups = math.ceil(FINETUNES_PER_SIZE / rate["stack_k"])
-    per_model = steps * rate["fast_step_s"] + validations * rate["fast_val_s"] + PER_MODEL_IO_S[0]
-    return (FINETUNES_PER_SIZE * per_model + groups * JOB_OVERHEAD_S[0]) / 3600
+    step_s = rate["k7_step_s"] if path == "stacked" else rate["k14_step_s"]
+    jobs_at_once = 1 if path == "stacked" else 2
+    per_model = steps * step_s + validations * rate["stacked_val_s"] + PER_MODEL_IO_S[0]
+    return (FINETUNES_PER_SIZE * per_model + STACKS_PER_SIZE * JOB_OVERHEAD_S[0] / jobs_at_once) / 3600
 
 
-def evaluation_hours(rate: dict, path: str) -> float:
-    """GPU-hours of one size's 160 evaluations."""
-    if path == "baseline":
-        return EVALUATIONS_PER_SIZE * EVAL_JOB_S[0] / 3600
-    # one job per speaker enhances all its models' mixtures in padded batches (its overhead split
-    # over the sizes); the metrics are computed on the CPU, outside the GPU slot
-    return (SPEAKERS * EVAL_GROUP_OVERHEAD_S[0] / len(SIZES) + EVALUATIONS_PER_SIZE * rate["eval_batched_s"]) / 3600
-
-
-def tts_hours() -> tuple[float, float]:
-    synthesis = sum(SPEAKERS * TTS_AUDIO_S * rtf for rtf, _ in TTS_RTF.values()) / 3600
+def tts_hours(shared: bool) -> tuple[float, float]:
+    column = 1 if shared else 0
+    synthesis = sum(SPEAKERS * TTS_AUDIO_S * rtf[column] for rtf, _ in TTS_RTF.values()) / 3600
     scoring = SPEAKERS * len(TTS_RTF) * TTS_AUDIO_S * TTS_SCORING_RTF[0] / 3600
     return synthesis, scoring
 
 
 def report(results: dict, step_counts: list[int]) -> str:
     table = rates(results)
-    header = ("| size | baseline s/step | fast path | fast s/model-step | x | 8 processes s/model-step | "
-              "validation s/model (base / fast) | enhance 45 mixtures s (one at a time / batched) |")
-    measured = f"Measured on {results['device']} ({results['torch']}), {results['date'][0][:10]}; data: {results['data']}."
-    lines = [measured, "", "Per-job rates:", "", header, "|---|---|---|---|---|---|---|---|"]
+    lines = [f"Measured on {results['device']} ({results['torch']}), {results['date'][:10]}; "
+             f"data: {results['data']}.", "", "Per-model rates (seconds):", "",
+             "| size | one at a time, s/step | stacked K=7, s/model-step | x | stacked K=14 (bound for 2 stacks "
+             "per GPU) | x | validation per model, one at a time / stacked |",
+             "|---|---|---|---|---|---|---|"]
     for size, r in table.items():
-        lines.append(
-            f"| {size} | {r['base_step_s']:.4f} | {r['fast_variant']} | {r['fast_step_s']:.4f} | "
-            f"{r['base_step_s'] / r['fast_step_s']:.1f} | {r['procs_step_s']:.4f}"
-            f"{' (interpolated)' if r.get('procs_interpolated') else ''} | "
-            f"{r['base_val_s']:.3f} / {r['fast_val_s']:.4f} | {r['eval_one_s']:.3f} / {r['eval_batched_s']:.3f} |"
-        )
+        lines.append(f"| {size} | {r['base_step_s']:.4f} | {r['k7_step_s']:.4f} | "
+                     f"{r['base_step_s'] / r['k7_step_s']:.1f} | {r['k14_step_s']:.4f} | "
+                     f"{r['base_step_s'] / r['k14_step_s']:.1f} | {r['base_val_s']:.3f} / {r['stacked_val_s']:.4f} |")
     lines += ["", "Other rates:", ""]
-    for name, (value, source) in [("job overhead (s)", JOB_OVERHEAD_S), ("evaluate job (s)", EVAL_JOB_S),
-                                  ("evaluation group overhead (s)", EVAL_GROUP_OVERHEAD_S),
-                                  ("per-model I/O in a group (s)", PER_MODEL_IO_S),
-                                  *((f"{tts} RTF", v) for tts, v in TTS_RTF.items()),
-                                  ("TTS scoring RTF", TTS_SCORING_RTF)]:
-        lines.append(f"- {name}: {value:g} ({source})")
+    others = [("job overhead (s)", JOB_OVERHEAD_S), ("per-member I/O in a stack (s)", PER_MODEL_IO_S),
+              ("evaluate job, one per GPU (s)", EVAL_JOB_S), ("evaluate job, --workers 16 (s)", EVAL_JOB_FAST_S),
+              ("several jobs per GPU, speed-up", SHARING),
+              *((f"{tts} RTF (one / shared)", (f"{v[0]:g} / {v[1]:g}", src)) for tts, (v, src) in TTS_RTF.items()),
+              ("TTS scoring RTF", TTS_SCORING_RTF)]
+    for name, (value, source) in others:
+        lines.append(f"- {name}: {value} ({source})")
 
-    synthesis, scoring = tts_hours()
-    header = ("| steps per fine-tune | fine-tuning, baseline | fine-tuning, 8 processes | fine-tuning, stacked "
-              "| evaluation, baseline / batched | fine-tune + evaluation, baseline | fine-tune + evaluation, fast "
-              "| + synthesis and TTS scoring, fast |")
-    lines += ["", "GPU-hours of the grid on one H100 (420 fine-tunes, 480 evaluations):", "", header,
-              "|---|---|---|---|---|---|---|---|"]
-    eval_base = sum(evaluation_hours(table[s], "baseline") for s in SIZES)
-    eval_fast = sum(evaluation_hours(table[s], "fast") for s in SIZES)
+    eval_base = EVALUATIONS * EVAL_JOB_S[0] / 3600
+    eval_fast = EVALUATIONS * EVAL_JOB_FAST_S[0] / SHARING[0] / 3600
+    synth_base, scoring = tts_hours(shared=False)
+    synth_fast, _ = tts_hours(shared=True)
+    lines += ["", f"GPU-hours on one H100 ({len(SIZES) * FINETUNES_PER_SIZE} fine-tunes, {EVALUATIONS} evaluations, "
+              f"{SPEAKERS * len(TTS_RTF) * TTS_AUDIO_S / 3600:.0f} h of synthesized speech):", "",
+              "| steps per fine-tune | fine-tuning: one per job / stacked by speaker / 2 stacks per GPU | "
+              "whole grid, one job per GPU | whole grid, workflow's fast settings |",
+              "|---|---|---|---|"]
     for steps in step_counts:
         base = sum(finetune_hours(table[s], steps, "baseline") for s in SIZES)
-        procs = sum(finetune_hours(table[s], steps, "processes") for s in SIZES)
-        fast = sum(finetune_hours(table[s], steps, "stacked") for s in SIZES)
-        lines.append(f"| {steps} | {base:.2f} | {procs:.2f} | {fast:.2f} | {eval_base:.2f} / {eval_fast:.3f} | "
-                     f"{base + eval_base:.2f} | {fast + eval_fast:.2f} | {fast + eval_fast + synthesis + scoring:.2f} |")
-    xtts_hours = SPEAKERS * TTS_AUDIO_S * TTS_RTF["xtts"][0] / 3600
-    lines += ["", f"Synthesis {synthesis:.2f} GPU-h (xtts {xtts_hours:.2f}), TTS scoring {scoring:.2f} GPU-h (assumed rate)."]
-    budget = 4.0 - eval_fast
-    per_step = sum(FINETUNES_PER_SIZE * (table[s]["fast_step_s"] + table[s]["fast_val_s"] / VAL_EVERY) for s in SIZES)
-    fixed = sum(finetune_hours(table[s], 0, "stacked") for s in SIZES) * 3600
-    lines.append(f"Fine-tuning + evaluation stay within 4 GPU-hours up to {(budget * 3600 - fixed) / per_step:.0f} "
-                 "steps per fine-tune on average (stacked, full stacks).")
+        stacked = sum(finetune_hours(table[s], steps, "stacked") for s in SIZES)
+        two = sum(finetune_hours(table[s], steps, "two stacks") for s in SIZES)
+        whole_base = base + eval_base + synth_base + scoring
+        whole_fast = stacked + eval_fast + synth_fast + scoring
+        lines.append(f"| {steps} | {base:.2f} / {stacked:.2f} / {two:.2f} | {whole_base:.2f} | {whole_fast:.2f} |")
+    lines += ["", f"Evaluation {eval_base:.2f} GPU-h one job per GPU, {eval_fast:.2f} with --workers 16 and jobs "
+              f"sharing the GPU; synthesis {synth_base:.2f} one job per GPU, {synth_fast:.2f} with several jobs "
+              f"per GPU (xtts {SPEAKERS * TTS_AUDIO_S * TTS_RTF['xtts'][0][1] / 3600:.2f}); TTS scoring "
+              f"{scoring:.2f}.",
+              "The fast settings: finetune_stacking by speaker (one stack of 6-7 per job, one stack on the GPU at a "
+              "time), several jobs per GPU for evaluation (4) and synthesis (8; XTTS gives 0.110 with 4), "
+              "SpeechT5 batch 32."]
+    fixed = eval_fast + synth_fast + scoring + sum(finetune_hours(table[s], 0, "stacked") for s in SIZES)
+    per_step = sum(FINETUNES_PER_SIZE * (table[s]["k7_step_s"] + table[s]["stacked_val_s"] / VAL_EVERY)
+                   for s in SIZES) / 3600
+    limit = (4.0 - fixed) / per_step
+    lines.append(f"The whole grid stays within 4 GPU-hours up to {limit:.0f} steps per fine-tune on average"
+                 if limit > 0 else "The whole grid does not fit in 4 GPU-hours at any step count.")
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default=str(Path(__file__).with_name("finetune_throughput_h100.json")))
+    parser.add_argument("--results", default=str(Path(__file__).with_name("h100_2026-11-24b") / "finetune_call4.json"))
     parser.add_argument("--steps", nargs="+", type=int, default=[600, 1200, 3000, 6006])
     args = parser.parse_args(argv)
     print(report(json.loads(Path(args.results).read_text()), args.steps))
