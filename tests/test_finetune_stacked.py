@@ -19,7 +19,7 @@ import torch
 import yaml
 from test_reruns import mark_complete, planned, report_data, run
 from test_stacked import noise_like, speech_like
-from test_workflow import GENDA2025_JOBS, REPO, default_sheet, load_config, make_workdir
+from test_workflow import GENDA2025_JOBS, REPO, default_sheet, load_config, make_workdir, snakemake
 
 from workflow_scripts import finetune, finetune_stacked
 from workflow_scripts.audio import write_audio
@@ -263,3 +263,24 @@ def test_stacked_rules_call_their_module_through_shell_with_a_log():
     stacked = text[text.index("else:"):]
     assert "python -m workflow_scripts.finetune_stacked" in stacked and "2> {log}" in stacked
     assert "log:" in stacked and "script:" not in stacked and "run:" not in stacked
+
+
+@pytest.mark.slow
+def test_ci_config_runs_end_to_end_with_stacked_fine_tuning(tmp_path):
+    """One CI speaker through every rule with finetune_stacking by speaker: one stacked job
+    trains its four conditions and the tables have every condition scored."""
+    config = dict(load_config("tests/config/ci.yaml"),
+                  finetune_stacking={"by": "speaker", "precision": "fp32", "batches": "plain"})
+    workdir = make_workdir(tmp_path, config, "speaker\tseed\nciA\t11\n")
+    snakemake(workdir, "--cores", "2")
+    log = (workdir / "logs" / "finetune_stacked" / "tiny" / "ciA.log").read_text()
+    assert "on 4 conditions together" in log
+    assert not (workdir / "logs" / "finetune").exists()
+    table = pd.read_csv(workdir / "results" / "summary.csv")
+    finetuned = table[~table.condition.isin(["unprocessed", "generalist"])]
+    assert len(finetuned) == 4 and finetuned[["SDRi", "SDR", "eSTOI"]].notna().all().all()
+    for source in ("gt", "worldclone"):
+        for size in ("3utt", "6utt"):
+            info = yaml.safe_load((workdir / "results" / "finetune" / "tiny" / source / size / "ciA"
+                                   / "config.yaml").read_text())
+            assert info["stacked_with"] == 4 and info["precision"] == "fp32", info
