@@ -481,6 +481,11 @@ FINETUNE_STACKING = {
     "batches": "device",
     **config.get("finetune_stacking", {}),
 }
+# a stack fills a GPU by itself and claims all of its slots (GENDA_JOBS_PER_GPU), so it
+# counts as that many units of the gpu resource (profiles/default)
+from workflow_scripts.gpu import jobs_per_gpu_from_env
+
+STACK_GPU_UNITS = jobs_per_gpu_from_env()
 
 
 def finetune_stacks():

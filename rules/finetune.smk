@@ -79,7 +79,7 @@ else:
                 "../envs/pse-torch.yaml"
             threads: 1
             resources:
-                gpu=1,
+                gpu=STACK_GPU_UNITS,
             params:
                 members=stacked_member_args,
                 recipe=cli_args(config["finetune"]),

@@ -21,7 +21,7 @@ HOLDER = """
 import json, logging, os, sys
 logging.basicConfig(level=logging.INFO)
 from workflow_scripts.gpu import claim_gpu
-claim = claim_gpu(num_gpus=int(sys.argv[1]), timeout_s=float(sys.argv[2]))
+claim = claim_gpu(num_gpus=int(sys.argv[1]), timeout_s=float(sys.argv[2]), whole=sys.argv[3] == "whole")
 print(json.dumps(None if claim is None else
       {"gpu": claim.gpu, "slot": claim.slot, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}),
       flush=True)
@@ -46,9 +46,9 @@ def env(tmp_path, monkeypatch):
 
 
 class Job:
-    def __init__(self, environment: dict, num_gpus: int, timeout_s: float = 30.0):
+    def __init__(self, environment: dict, num_gpus: int, timeout_s: float = 30.0, whole: bool = False):
         self.process = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(num_gpus), str(timeout_s)],
+            [sys.executable, "-c", HOLDER, str(num_gpus), str(timeout_s), "whole" if whole else "slot"],
             env=environment,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -98,6 +98,28 @@ def test_several_jobs_per_gpu_spread_over_the_gpus_first(env):
     finally:
         for job in jobs:
             job.end()
+
+
+def test_a_whole_gpu_claim_takes_every_slot_of_one_gpu(env):
+    env["GENDA_JOBS_PER_GPU"] = "2"
+    single = Job(env, num_gpus=2)
+    stack = Job(env, num_gpus=2, whole=True)
+    try:
+        assert (single.claim["gpu"], single.claim["slot"]) == ("0", 0)
+        assert stack.claim == {"gpu": "1", "slot": 0, "cuda_visible_devices": "1"}  # GPU 0 is partly taken
+        assert "job on GPU 1 (all 2 slots)" in stack.process.stderr.readline()
+        second = Job(env, num_gpus=2)
+        assert (second.claim["gpu"], second.claim["slot"]) == ("0", 1)  # GPU 1 has no free slot
+        waiting = Job(env, num_gpus=2, timeout_s=1.5, whole=True)
+        assert waiting.claim == "failed" and "some slots of every GPU" in waiting.stderr
+        stack.kill()
+        again = Job(env, num_gpus=2, whole=True)
+        assert again.claim["gpu"] == "1"
+        again.end()
+        second.end()
+    finally:
+        single.end()
+        stack.end()
 
 
 def test_picks_among_the_gpus_cuda_visible_devices_names(env):

@@ -106,7 +106,7 @@ def test_slurm_profile_sizes_every_rule_and_asks_a_gpu_where_the_rule_uses_one()
     for rule, resources in per_rule.items():
         assert {"runtime", "mem_mb", "cpus_per_task"} <= set(resources), rule
         assert not {"tasks", "tasks_per_gpu", "cpus_per_gpu"} & set(resources), rule  # never --ntasks-per-gpu
-        uses_gpu = "gpu=1" in rules[rule]
+        uses_gpu = re.search(r"\bgpu=", rules[rule]) is not None
         assert resources.get("gpu", 0) == (1 if uses_gpu else 0), rule
 
 

@@ -188,7 +188,8 @@ def main(argv=None) -> None:
     generalist, _ = load_checkpoint(args.init)
 
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    # a stack fills a GPU by itself: sharing it with other jobs only slows it down (bench/RESULTS.md)
+    device = resolve_device(args.device, whole_gpu=True)
     seed_everything(recipe.seed)
     log.info(
         "fine-tuning %s on %d conditions together, on %s (%s, %s batches)",

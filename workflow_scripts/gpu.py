@@ -48,6 +48,7 @@ class GpuClaim:
     gpu: str  # the device as CUDA_VISIBLE_DEVICES names it (index or UUID)
     slot: int  # which of the GPU's `jobs_per_gpu` slots; -1 when a scheduler chose the GPU
     lock_file: object = None  # the open, locked slot file; closing it frees the slot
+    more_lock_files: tuple = ()  # a whole-GPU claim's other slots
 
 
 _claim: GpuClaim | None = None  # this process's claim, held until it ends
@@ -141,13 +142,15 @@ def claim_gpu(
     jobs_per_gpu: int | None = None,
     lock_dir: str | os.PathLike | None = None,
     timeout_s: float | None = None,
+    whole: bool = False,
 ) -> GpuClaim | None:
     """Claim a GPU slot for this process and point CUDA_VISIBLE_DEVICES at its GPU.
 
     Returns None when there is no GPU. Waits while every slot is taken (at most
     `timeout_s`, then TimeoutError). A second call returns the first claim.
     `num_gpus`, `jobs_per_gpu` and `lock_dir` default to the machine's GPU
-    count and the environment.
+    count and the environment. With `whole`, every slot of one GPU is claimed
+    (for a job that fills the GPU by itself and only loses by sharing it).
     """
     global _claim
     if _claim is not None:
@@ -170,25 +173,17 @@ def claim_gpu(
     start = time.monotonic()
     last_log = None
     while True:
-        # the first slot of every GPU before the second of any: jobs spread over the GPUs
-        for slot in range(jobs_per_gpu):
-            for gpu in gpus:
-                lock_file = _try_slot(lock_dir, gpu, slot)
-                if lock_file is not None:
-                    _warn_if_cuda_started()
-                    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-                    _claim = GpuClaim(gpu=gpu, slot=slot, lock_file=lock_file)
-                    log.info("job on GPU %s (slot %d)", gpu, slot)
-                    return _claim
+        _claim = _try_whole_gpu(lock_dir, gpus, jobs_per_gpu) if whole else _try_one_slot(lock_dir, gpus, jobs_per_gpu)
+        if _claim is not None:
+            return _claim
         waited_s = time.monotonic() - start
         if timeout_s is not None and waited_s >= timeout_s:
-            raise TimeoutError(
-                f"all {len(gpus) * jobs_per_gpu} GPU slots in {lock_dir} stayed taken for {waited_s:.0f} s"
-            )
+            taken = "some slots of every GPU" if whole else f"all {len(gpus) * jobs_per_gpu} GPU slots"
+            raise TimeoutError(f"{taken} in {lock_dir} stayed taken for {waited_s:.0f} s")
         if last_log is None or time.monotonic() - last_log >= WAIT_LOG_EVERY_S:
             log.info(
-                "all %d GPU slots (%d GPUs x %d jobs) are taken; waiting for one (%s)",
-                len(gpus) * jobs_per_gpu,
+                "GPU slots taken (%d GPUs x %d jobs); waiting for "
+                + ("a GPU with every slot free" if whole else "a free slot") + " (%s)",
                 len(gpus),
                 jobs_per_gpu,
                 lock_dir,
@@ -197,23 +192,59 @@ def claim_gpu(
         time.sleep(POLL_S)
 
 
+def _try_one_slot(lock_dir: Path, gpus: list[str], jobs_per_gpu: int) -> GpuClaim | None:
+    """A free slot, or None; the first slot of every GPU before the second of any, so that
+    jobs spread over the GPUs."""
+    for slot in range(jobs_per_gpu):
+        for gpu in gpus:
+            lock_file = _try_slot(lock_dir, gpu, slot)
+            if lock_file is not None:
+                _warn_if_cuda_started()
+                os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+                log.info("job on GPU %s (slot %d)", gpu, slot)
+                return GpuClaim(gpu=gpu, slot=slot, lock_file=lock_file)
+    return None
+
+
+def _try_whole_gpu(lock_dir: Path, gpus: list[str], jobs_per_gpu: int) -> GpuClaim | None:
+    """Every slot of the first GPU whose slots are all free, or None."""
+    for gpu in gpus:
+        locks = []
+        for slot in range(jobs_per_gpu):
+            lock_file = _try_slot(lock_dir, gpu, slot)
+            if lock_file is None:
+                break
+            locks.append(lock_file)
+        if len(locks) == jobs_per_gpu:
+            _warn_if_cuda_started()
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+            log.info("job on GPU %s (all %d slots)", gpu, jobs_per_gpu)
+            return GpuClaim(gpu=gpu, slot=0, lock_file=locks[0], more_lock_files=tuple(locks[1:]))
+        for lock_file in locks:
+            lock_file.close()
+    return None
+
+
 def release_gpu() -> None:
-    """Give this process's slot back before it ends (it is freed at exit anyway)."""
+    """Give this process's slot(s) back before it ends (they are freed at exit anyway)."""
     global _claim
-    if _claim is not None and _claim.lock_file is not None:
-        _claim.lock_file.close()
+    if _claim is not None:
+        for lock_file in (_claim.lock_file, *_claim.more_lock_files):
+            if lock_file is not None:
+                lock_file.close()
     _claim = None
 
 
-def resolve_device(device: str = "auto") -> str:
-    """The torch device name for `--device`: "auto" and "cuda" claim a GPU slot first.
+def resolve_device(device: str = "auto", whole_gpu: bool = False) -> str:
+    """The torch device name for `--device`: "auto" and "cuda" claim a GPU slot
+    (with `whole_gpu`, all slots of one GPU) first.
 
     "auto" gives "cuda" when a GPU was claimed and CUDA works, else "cpu";
     "cpu" and "cuda:N" are used as given, without a claim.
     """
     if device not in ("auto", "cuda"):
         return device
-    claim = claim_gpu()
+    claim = claim_gpu(whole=whole_gpu)
     if device == "cuda":
         return "cuda"
     import torch

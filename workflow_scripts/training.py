@@ -360,9 +360,10 @@ def validation_set(utterances, noises, seed: int, peak_normalize: bool = False):
 # ---- training -----------------------------------------------------------------
 
 
-def resolve_device(name: str) -> torch.device:
-    """The device for `--device`: "auto" is a GPU claimed for this job (see gpu.py), else the CPU."""
-    return torch.device(gpu.resolve_device(name))
+def resolve_device(name: str, whole_gpu: bool = False) -> torch.device:
+    """The device for `--device`: "auto" is a GPU claimed for this job (see gpu.py; with
+    `whole_gpu` every slot of one GPU), else the CPU."""
+    return torch.device(gpu.resolve_device(name, whole_gpu))
 
 
 def seed_everything(seed: int) -> None:
