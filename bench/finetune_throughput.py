@@ -546,8 +546,13 @@ def worker(args) -> None:
     CROP_S = args.crop_seconds
     torch.set_num_threads(1)
     device = torch.device(args.device)
-    speakers, _, _ = load_data(args.data, count=1)
-    trainer = PlainTrainer(build_model(args.size), *speakers[0], device, seed=args.seed)
+    if args.stack:  # a stack of K models (TF32, crops on the device): K model-steps per step
+        speakers, _, _ = load_data(args.data)
+        trainer = StackedTrainer([build_model(args.size) for _ in range(args.stack)], speakers, device, "tf32",
+                                 seed=args.seed).__enter__()
+    else:
+        speakers, _, _ = load_data(args.data, count=1)
+        trainer = PlainTrainer(build_model(args.size), *speakers[0], device, seed=args.seed)
     for _ in range(5):
         trainer.step()
     sync(device)
@@ -559,18 +564,21 @@ def worker(args) -> None:
         trainer.step()
         steps += 1
     sync(device)
-    Path(args.result).write_text(json.dumps({"steps": steps, "seconds": time.perf_counter() - start}))
+    Path(args.result).write_text(json.dumps({"steps": steps * max(args.stack, 1),
+                                             "seconds": time.perf_counter() - start}))
 
 
-def multiprocess_run(size, count, data, device, seconds, work_dir: Path) -> dict:
+def multiprocess_run(size, count, data, device, seconds, work_dir: Path, stack: int = 0) -> dict:
+    """`count` worker processes sharing the device, each one plain trainer or (stack > 0) a
+    stack of `stack` models; model-steps per second of all together."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    go = work_dir / f"go_{size}_{count}"
+    go = work_dir / f"go_{size}_{count}_{stack}"
     procs, results = [], []
     for i in range(count):
-        files = {name: work_dir / f"{name}_{size}_{count}_{i}" for name in ("ready", "result")}
+        files = {name: work_dir / f"{name}_{size}_{count}_{stack}_{i}" for name in ("ready", "result")}
         results.append(files)
         cmd = [sys.executable, __file__, "worker", "--size", size, "--device", str(device), "--seed", str(i),
-               "--crop-seconds", str(CROP_S),
+               "--crop-seconds", str(CROP_S), "--stack", str(stack),
                "--seconds", str(seconds), "--ready", str(files["ready"]), "--go", str(go), "--result", str(files["result"])]
         if data:
             cmd += ["--data", data]
@@ -587,7 +595,8 @@ def multiprocess_run(size, count, data, device, seconds, work_dir: Path) -> dict
         p.wait(timeout=seconds + 120)
     rows = [json.loads(f["result"].read_text()) for f in results]
     steps_per_s = sum(r["steps"] / r["seconds"] for r in rows)
-    return {"processes": count, "model_steps_per_s": steps_per_s, "ms_per_model_step": 1000 / steps_per_s}
+    return {"processes": count, "stack": stack, "model_steps_per_s": steps_per_s,
+            "ms_per_model_step": 1000 / steps_per_s}
 
 
 # ---- loss curves ------------------------------------------------------------------------------
@@ -756,7 +765,8 @@ def summarize(results: dict, steps_per_finetune: int) -> str:
             if name.startswith(size) and "model_steps_per_s" in row:
                 rate = row["model_steps_per_s"]
                 ft_s = steps_per_finetune / rate + validations * base["val_s_one_model"]
-                lines.append(_row(size, "processes", row["processes"], 1000 / rate * row["processes"], rate,
+                path = f"processes, each a stack of {row['stack']}" if row.get("stack") else "processes"
+                lines.append(_row(size, path, row["processes"], 1000 / rate * row["processes"], rate,
                                   3600 / ft_s, base_ft_s / ft_s))
     return "\n".join(lines)
 
@@ -816,8 +826,9 @@ def run(args) -> None:
     section("trainer", lambda: trainer_section(speakers, device, [tuple(c.split(":")[:2]) for c in args.trainer],
                                                args.trainer_steps))
     section("multiprocess", lambda: {
-        f"{size} N{n}": multiprocess_run(size, int(n), args.data, device, args.proc_seconds, out_dir / "mp")
-        for size, n in (c.split(":") for c in args.multiprocess)
+        f"{size} N{n}" + (f" K{k[0]}" if k else ""): multiprocess_run(
+            size, int(n), args.data, device, args.proc_seconds, out_dir / "mp", int(k[0]) if k else 0)
+        for size, n, *k in (c.split(":") for c in args.multiprocess)
     })
     section("compiled", lambda: compiled_section(speakers, device, args.compiled, target_s, args.compile_mode))
     section("curves", lambda: curves_section(speakers, device, args.checkpoint, args.curve_steps, out_dir,
@@ -860,7 +871,8 @@ def main(argv=None) -> None:
     p.add_argument("--graph", nargs="*", type=graph_config, default=[], help="size:K:precision to run as a CUDA graph")
     p.add_argument("--variants", nargs="*", default=[], help="size:K:precision:grouped_conv|cudnn_benchmark")
     p.add_argument("--multiprocess", nargs="*", default=["tiny:4", "tiny:8", "medium:8"],
-                   help="size:N runs of N plain trainer processes sharing the device")
+                   help="size:N runs of N plain trainer processes sharing the device (size:N:K: N processes "
+                        "each stepping a stack of K models)")
     p.add_argument("--trainer", nargs="*", default=["tiny:16"], help="size:K runs of train_stacked end to end")
     p.add_argument("--compiled", nargs="*", type=graph_config, default=[],
                    help="size:K:precision to run with torch.compile (section compiled)")
@@ -886,6 +898,7 @@ def main(argv=None) -> None:
     p.add_argument("--data", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--stack", type=int, default=0, help="K > 0: a stack of K models instead of one plain trainer")
     p.add_argument("--crop-seconds", type=float, default=CROP_S)
     p.add_argument("--ready", required=True)
     p.add_argument("--go", required=True)

@@ -12,7 +12,7 @@ each; and the TTS speech: 30 minutes per speaker and TTS system (the 6min
 size is its first 50 utterances), scored for WER and speaker similarity.
 
 Fine-tuning rates come from a bench/finetune_throughput.py results file that
-has the baseline and stacks of K = 7 and 14 measured in one run (the
+has the baseline and stacks of K = 7 measured in one run (the
 workflow's `finetune_stacking: {by: speaker}` stacks a speaker's 6-7
 conditions in one job); the other rates are taken from bench/RESULTS.md or
 assumed, and the output says which. How many steps a fine-tune runs before
@@ -63,7 +63,6 @@ def rates(results: dict) -> dict:
             "base_step_s": base["ms_per_step"] / 1000,
             "base_val_s": base["val_s_one_model"],
             "k7_step_s": stacked["K7 tf32"]["ms_per_step"] / 7000,
-            "k14_step_s": stacked["K14 tf32"]["ms_per_step"] / 14000,
             "stacked_val_s": validation["val_s_all_models"] / validation["K"],
         }
     return table
@@ -75,10 +74,9 @@ def finetune_hours(rate: dict, steps: int, path: str) -> float:
     if path == "baseline":  # one finetune job per fine-tune, one job per GPU
         per_model = steps * rate["base_step_s"] + validations * rate["base_val_s"] + JOB_OVERHEAD_S[0]
         return FINETUNES_PER_SIZE * per_model / 3600
-    step_s = rate["k7_step_s"] if path == "stacked" else rate["k14_step_s"]
-    jobs_at_once = 1 if path == "stacked" else 2
-    per_model = steps * step_s + validations * rate["stacked_val_s"] + PER_MODEL_IO_S[0]
-    return (FINETUNES_PER_SIZE * per_model + STACKS_PER_SIZE * JOB_OVERHEAD_S[0] / jobs_at_once) / 3600
+    # a stack claims a whole GPU: two stacks sharing one were measured 10% slower than one alone
+    per_model = steps * rate["k7_step_s"] + validations * rate["stacked_val_s"] + PER_MODEL_IO_S[0]
+    return (FINETUNES_PER_SIZE * per_model + STACKS_PER_SIZE * JOB_OVERHEAD_S[0]) / 3600
 
 
 def tts_hours(shared: bool) -> tuple[float, float]:
@@ -92,13 +90,12 @@ def report(results: dict, step_counts: list[int]) -> str:
     table = rates(results)
     lines = [f"Measured on {results['device']} ({results['torch']}), {results['date'][:10]}; "
              f"data: {results['data']}.", "", "Per-model rates (seconds):", "",
-             "| size | one at a time, s/step | stacked K=7, s/model-step | x | stacked K=14 (bound for 2 stacks "
-             "per GPU) | x | validation per model, one at a time / stacked |",
-             "|---|---|---|---|---|---|---|"]
+             "| size | one at a time, s/step | stacked K=7, s/model-step | x | validation per model, one at a "
+             "time / stacked |",
+             "|---|---|---|---|---|"]
     for size, r in table.items():
         lines.append(f"| {size} | {r['base_step_s']:.4f} | {r['k7_step_s']:.4f} | "
-                     f"{r['base_step_s'] / r['k7_step_s']:.1f} | {r['k14_step_s']:.4f} | "
-                     f"{r['base_step_s'] / r['k14_step_s']:.1f} | {r['base_val_s']:.3f} / {r['stacked_val_s']:.4f} |")
+                     f"{r['base_step_s'] / r['k7_step_s']:.1f} | {r['base_val_s']:.3f} / {r['stacked_val_s']:.4f} |")
     lines += ["", "Other rates:", ""]
     others = [("job overhead (s)", JOB_OVERHEAD_S), ("per-member I/O in a stack (s)", PER_MODEL_IO_S),
               ("evaluate job, one per GPU (s)", EVAL_JOB_S), ("evaluate job, --workers 16 (s)", EVAL_JOB_FAST_S),
@@ -114,22 +111,21 @@ def report(results: dict, step_counts: list[int]) -> str:
     synth_fast, _ = tts_hours(shared=True)
     lines += ["", f"GPU-hours on one H100 ({len(SIZES) * FINETUNES_PER_SIZE} fine-tunes, {EVALUATIONS} evaluations, "
               f"{SPEAKERS * len(TTS_RTF) * TTS_AUDIO_S / 3600:.0f} h of synthesized speech):", "",
-              "| steps per fine-tune | fine-tuning: one per job / stacked by speaker / 2 stacks per GPU | "
+              "| steps per fine-tune | fine-tuning: one per job / stacked by speaker | "
               "whole grid, one job per GPU | whole grid, workflow's fast settings |",
               "|---|---|---|---|"]
     for steps in step_counts:
         base = sum(finetune_hours(table[s], steps, "baseline") for s in SIZES)
         stacked = sum(finetune_hours(table[s], steps, "stacked") for s in SIZES)
-        two = sum(finetune_hours(table[s], steps, "two stacks") for s in SIZES)
         whole_base = base + eval_base + synth_base + scoring
         whole_fast = stacked + eval_fast + synth_fast + scoring
-        lines.append(f"| {steps} | {base:.2f} / {stacked:.2f} / {two:.2f} | {whole_base:.2f} | {whole_fast:.2f} |")
+        lines.append(f"| {steps} | {base:.2f} / {stacked:.2f} | {whole_base:.2f} | {whole_fast:.2f} |")
     lines += ["", f"Evaluation {eval_base:.2f} GPU-h one job per GPU, {eval_fast:.2f} with --workers 16 and jobs "
               f"sharing the GPU; synthesis {synth_base:.2f} one job per GPU, {synth_fast:.2f} with several jobs "
               f"per GPU (xtts {SPEAKERS * TTS_AUDIO_S * TTS_RTF['xtts'][0][1] / 3600:.2f}); TTS scoring "
               f"{scoring:.2f}.",
-              "The fast settings: finetune_stacking by speaker (one stack of 6-7 per job, one stack on the GPU at a "
-              "time), several jobs per GPU for evaluation (4) and synthesis (8; XTTS gives 0.110 with 4), "
+              "The fast settings: finetune_stacking by speaker (one stack of 6-7 per job, each on a GPU of its "
+              "own), several jobs per GPU for evaluation (4) and synthesis (8; XTTS gives 0.110 with 4), "
               "SpeechT5 batch 32."]
     fixed = eval_fast + synth_fast + scoring + sum(finetune_hours(table[s], 0, "stacked") for s in SIZES)
     per_step = sum(FINETUNES_PER_SIZE * (table[s]["k7_step_s"] + table[s]["stacked_val_s"] / VAL_EVERY)
