@@ -47,9 +47,9 @@ TTS_RTF = {  # one job per GPU / several jobs per GPU
     "speecht5": ((0.0097, 0.0097), "RESULTS.md: SpeechT5 batch 32, one process (not measured shared)"),
     "yourtts": ((0.026, 0.026), "RESULTS.md: YourTTS, the slower of two passes (0.015-0.026), one process"),
 }
-TTS_SCORING_RTF = (0.021, "RESULTS.md: Whisper large-v3 (decoding capped at 34 tokens, as for the "
-                   "sentences) + SECS + UTMOS + DistillMOS on the GPU; DNSMOS (0.095) runs on the CPU "
-                   "after score_tts gives the GPU back, so it is not counted")
+TTS_SCORING_RTF = (0.021, ("RESULTS.md: Whisper large-v3 (decoding capped at 34 tokens, as for the "
+                          "sentences) + SECS + UTMOS + DistillMOS on the GPU; DNSMOS (0.095) runs on the "
+                          "CPU after score_tts gives the GPU back, so it is not counted"))
 
 
 def rates(results: dict) -> dict:
@@ -88,10 +88,10 @@ def tts_hours(shared: bool) -> tuple[float, float]:
 
 def report(results: dict, step_counts: list[int]) -> str:
     table = rates(results)
-    lines = [f"Measured on {results['device']} ({results['torch']}), {results['date'][:10]}; "
-             f"data: {results['data']}.", "", "Per-model rates (seconds):", "",
-             "| size | one at a time, s/step | stacked K=7, s/model-step | x | validation per model, one at a "
-             "time / stacked |",
+    lines = [(f"Measured on {results['device']} ({results['torch']}), {results['date'][:10]}; "
+              f"data: {results['data']}."), "", "Per-model rates (seconds):", "",
+             ("| size | one at a time, s/step | stacked K=7, s/model-step | x | validation per model, one at a "
+              "time / stacked |"),
              "|---|---|---|---|---|"]
     for size, r in table.items():
         lines.append(f"| {size} | {r['base_step_s']:.4f} | {r['k7_step_s']:.4f} | "
@@ -109,10 +109,10 @@ def report(results: dict, step_counts: list[int]) -> str:
     eval_fast = EVALUATIONS * EVAL_JOB_FAST_S[0] / SHARING[0] / 3600
     synth_base, scoring = tts_hours(shared=False)
     synth_fast, _ = tts_hours(shared=True)
-    lines += ["", f"GPU-hours on one H100 ({len(SIZES) * FINETUNES_PER_SIZE} fine-tunes, {EVALUATIONS} evaluations, "
-              f"{SPEAKERS * len(TTS_RTF) * TTS_AUDIO_S / 3600:.0f} h of synthesized speech):", "",
-              "| steps per fine-tune | fine-tuning: one per job / stacked by speaker | "
-              "whole grid, one job per GPU | whole grid, workflow's fast settings |",
+    lines += ["", (f"GPU-hours on one H100 ({len(SIZES) * FINETUNES_PER_SIZE} fine-tunes, {EVALUATIONS} "
+                   f"evaluations, {SPEAKERS * len(TTS_RTF) * TTS_AUDIO_S / 3600:.0f} h of synthesized speech):"), "",
+              ("| steps per fine-tune | fine-tuning: one per job / stacked by speaker | "
+               "whole grid, one job per GPU | whole grid, workflow's fast settings |"),
               "|---|---|---|---|"]
     for steps in step_counts:
         base = sum(finetune_hours(table[s], steps, "baseline") for s in SIZES)
@@ -120,13 +120,13 @@ def report(results: dict, step_counts: list[int]) -> str:
         whole_base = base + eval_base + synth_base + scoring
         whole_fast = stacked + eval_fast + synth_fast + scoring
         lines.append(f"| {steps} | {base:.2f} / {stacked:.2f} | {whole_base:.2f} | {whole_fast:.2f} |")
-    lines += ["", f"Evaluation {eval_base:.2f} GPU-h one job per GPU, {eval_fast:.2f} with --workers 16 and jobs "
-              f"sharing the GPU; synthesis {synth_base:.2f} one job per GPU, {synth_fast:.2f} with several jobs "
-              f"per GPU (xtts {SPEAKERS * TTS_AUDIO_S * TTS_RTF['xtts'][0][1] / 3600:.2f}); TTS scoring "
-              f"{scoring:.2f}.",
-              "The fast settings: finetune_stacking by speaker (one stack of 6-7 per job, each on a GPU of its "
-              "own), several jobs per GPU for evaluation (4) and synthesis (8; XTTS gives 0.110 with 4), "
-              "SpeechT5 batch 32."]
+    xtts_hours = SPEAKERS * TTS_AUDIO_S * TTS_RTF["xtts"][0][1] / 3600
+    lines += ["", (f"Evaluation {eval_base:.2f} GPU-h one job per GPU, {eval_fast:.2f} with --workers 16 and jobs "
+                   f"sharing the GPU; synthesis {synth_base:.2f} one job per GPU, {synth_fast:.2f} with several "
+                   f"jobs per GPU (xtts {xtts_hours:.2f}); TTS scoring {scoring:.2f}."),
+              ("The fast settings: finetune_stacking by speaker (one stack of 6-7 per job, each on a GPU of its "
+               "own), several jobs per GPU for evaluation (4) and synthesis (8; XTTS gives 0.110 with 4), "
+               "SpeechT5 batch 32.")]
     fixed = eval_fast + synth_fast + scoring + sum(finetune_hours(table[s], 0, "stacked") for s in SIZES)
     per_step = sum(FINETUNES_PER_SIZE * (table[s]["k7_step_s"] + table[s]["stacked_val_s"] / VAL_EVERY)
                    for s in SIZES) / 3600
