@@ -45,11 +45,12 @@ SHARING = (2.3, "RESULTS.md: 4 jobs per GPU ran 4 fine-tunes + 5 evaluations 2.3
 TTS_RTF = {  # one job per GPU / several jobs per GPU
     "xtts": ((0.330, 0.100), "RESULTS.md: XTTS-v2 one process / 8 processes sharing the H100 (same run)"),
     "speecht5": ((0.0097, 0.0097), "RESULTS.md: SpeechT5 batch 32, one process (not measured shared)"),
-    "yourtts": ((0.026, 0.026), "RESULTS.md: YourTTS, the slower of two passes (0.015-0.026), one process"),
+    "yourtts": ((0.0230, 0.0042), "RESULTS.md: YourTTS one process / 8 processes sharing the H100 (same run)"),
 }
-TTS_SCORING_RTF = (0.021, ("RESULTS.md: Whisper large-v3 (decoding capped at 34 tokens, as for the "
-                          "sentences) + SECS + UTMOS + DistillMOS on the GPU; DNSMOS (0.095) runs on the "
-                          "CPU after score_tts gives the GPU back, so it is not counted"))
+TTS_SCORING_RTF = ((0.031, 0.019), ("RESULTS.md: Whisper large-v3 (decoding capped at 34 tokens, as for the "
+                                    "sentences) + Resemblyzer SECS one process / 4 sharing the H100 (0.0253 / "
+                                    "0.0131, same run), + UTMOS and DistillMOS (0.0061, one process); DNSMOS "
+                                    "runs on the CPU after score_tts gives the GPU back, so it is not counted"))
 
 
 def rates(results: dict) -> dict:
@@ -82,7 +83,7 @@ def finetune_hours(rate: dict, steps: int, path: str) -> float:
 def tts_hours(shared: bool) -> tuple[float, float]:
     column = 1 if shared else 0
     synthesis = sum(SPEAKERS * TTS_AUDIO_S * rtf[column] for rtf, _ in TTS_RTF.values()) / 3600
-    scoring = SPEAKERS * len(TTS_RTF) * TTS_AUDIO_S * TTS_SCORING_RTF[0] / 3600
+    scoring = SPEAKERS * len(TTS_RTF) * TTS_AUDIO_S * TTS_SCORING_RTF[0][column] / 3600
     return synthesis, scoring
 
 
@@ -101,14 +102,15 @@ def report(results: dict, step_counts: list[int]) -> str:
               ("evaluate job, one per GPU (s)", EVAL_JOB_S), ("evaluate job, --workers 16 (s)", EVAL_JOB_FAST_S),
               ("several jobs per GPU, speed-up", SHARING),
               *((f"{tts} RTF (one / shared)", (f"{v[0]:g} / {v[1]:g}", src)) for tts, (v, src) in TTS_RTF.items()),
-              ("TTS scoring RTF", TTS_SCORING_RTF)]
+              ("TTS scoring RTF (one / shared)",
+               (f"{TTS_SCORING_RTF[0][0]:g} / {TTS_SCORING_RTF[0][1]:g}", TTS_SCORING_RTF[1]))]
     for name, (value, source) in others:
         lines.append(f"- {name}: {value} ({source})")
 
     eval_base = EVALUATIONS * EVAL_JOB_S[0] / 3600
     eval_fast = EVALUATIONS * EVAL_JOB_FAST_S[0] / SHARING[0] / 3600
-    synth_base, scoring = tts_hours(shared=False)
-    synth_fast, _ = tts_hours(shared=True)
+    synth_base, scoring_base = tts_hours(shared=False)
+    synth_fast, scoring = tts_hours(shared=True)
     lines += ["", (f"GPU-hours on one H100 ({len(SIZES) * FINETUNES_PER_SIZE} fine-tunes, {EVALUATIONS} "
                    f"evaluations, {SPEAKERS * len(TTS_RTF) * TTS_AUDIO_S / 3600:.0f} h of synthesized speech):"), "",
               ("| steps per fine-tune | fine-tuning: one per job / stacked by speaker | "
@@ -117,16 +119,17 @@ def report(results: dict, step_counts: list[int]) -> str:
     for steps in step_counts:
         base = sum(finetune_hours(table[s], steps, "baseline") for s in SIZES)
         stacked = sum(finetune_hours(table[s], steps, "stacked") for s in SIZES)
-        whole_base = base + eval_base + synth_base + scoring
+        whole_base = base + eval_base + synth_base + scoring_base
         whole_fast = stacked + eval_fast + synth_fast + scoring
         lines.append(f"| {steps} | {base:.2f} / {stacked:.2f} | {whole_base:.2f} | {whole_fast:.2f} |")
     xtts_hours = SPEAKERS * TTS_AUDIO_S * TTS_RTF["xtts"][0][1] / 3600
     lines += ["", (f"Evaluation {eval_base:.2f} GPU-h one job per GPU, {eval_fast:.2f} with --workers 16 and jobs "
                    f"sharing the GPU; synthesis {synth_base:.2f} one job per GPU, {synth_fast:.2f} with several "
-                   f"jobs per GPU (xtts {xtts_hours:.2f}); TTS scoring {scoring:.2f}."),
+                   f"jobs per GPU (xtts {xtts_hours:.2f}); TTS scoring {scoring_base:.2f} one job per GPU, "
+                   f"{scoring:.2f} with 4 per GPU."),
               ("The fast settings: finetune_stacking by speaker (one stack of 6-7 per job, each on a GPU of its "
-               "own), several jobs per GPU for evaluation (4) and synthesis (8; XTTS gives 0.110 with 4), "
-               "SpeechT5 batch 32.")]
+               "own), several jobs per GPU for evaluation and TTS scoring (4) and synthesis (8; XTTS gives "
+               "0.110 with 4), SpeechT5 batch 32.")]
     fixed = eval_fast + synth_fast + scoring + sum(finetune_hours(table[s], 0, "stacked") for s in SIZES)
     per_step = sum(FINETUNES_PER_SIZE * (table[s]["k7_step_s"] + table[s]["stacked_val_s"] / VAL_EVERY)
                    for s in SIZES) / 3600

@@ -218,7 +218,18 @@ def main(argv=None) -> int:
     parser.add_argument("--budget-s", type=float, default=300.0,
                         help="start no further component after this many seconds from the start")
     parser.add_argument("--out-json", type=Path, default=None)
+    parser.add_argument("--processes", type=int, nargs="+", default=None,
+                        help="run N worker processes at once on the device, for each N given: each scores the "
+                             "same clips with Whisper (decoding capped at the sentences' token count) and "
+                             "Resemblyzer SECS; report their combined rate")
+    parser.add_argument("--whisper-checkpoint", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--ready", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--go", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.processes:
+        return concurrent(args)
+    if args.ready:
+        return worker(args)
 
     import torch
     import whisper
@@ -338,7 +349,56 @@ def main(argv=None) -> int:
     return 0
 
 
-def save(result: dict, out_json: Path | None) -> None:
+def worker(args) -> int:
+    """One scoring process of a concurrent run: Whisper (capped decoding) and Resemblyzer SECS."""
+    import torch
+
+    from bench.concurrent_workers import wait_for_go
+
+    audios = test_clips(args.num_utterances)
+    enrollment = voiced_clip(8.0, SAMPLE_RATE, seed=0)
+    lines = [" ".join(line.split()) for line in SENTENCES_TXT.read_text(encoding="utf-8").splitlines()]
+    sentences = [line for line in lines if line][: args.num_utterances]
+    with tempfile.TemporaryDirectory(prefix="scoring-worker-") as tmp:
+        transcriber = WhisperTranscriber(str(args.whisper_checkpoint), Path(tmp), args.device, WHISPER_BATCH_SIZE,
+                                         True)
+    sample_len = min(max(speech_token_counts(transcriber, sentences)), transcriber.model.dims.n_text_ctx // 2)
+    transcriber.options = dataclasses.replace(transcriber.options, sample_len=sample_len)
+    probe = WhisperProbe(transcriber, args.device)
+    encoder = SpeakerEncoder(args.device)
+    probe.run(audios[:2])  # warm-up
+    similarity_to_enrollment(encoder, enrollment, audios[:2], desc="warm-up")
+    wait_for_go(args.ready, args.go)
+    result = {"window_start": time.time()}
+    asr = probe.run(audios)
+    similarity_to_enrollment(encoder, enrollment, audios)
+    synchronize(args.device)
+    result.update(window_end=time.time(), audio_s=sum(a.size for a in audios) / SAMPLE_RATE, asr=asr,
+                  sample_len=sample_len)
+    if args.device.startswith("cuda"):
+        result["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    save(result, args.out_json)
+    return 0
+
+
+def concurrent(args) -> int:
+    """For each N, N scoring workers started together (bench/concurrent_workers.py)."""
+    from bench.concurrent_workers import run_workers, table
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="scoring-bench-") as tmp:
+        checkpoint = build_whisper(Path(tmp) / "whisper", args.sizes, args.device)
+        command = [sys.executable, __file__, "--device", args.device, "--sizes", args.sizes,
+                   "--num-utterances", str(args.num_utterances), "--whisper-checkpoint", str(checkpoint)]
+        for count in args.processes:
+            runs.append(run_workers(command, count, Path(tmp) / "runs", "audio_s"))
+            print(f"{count} processes: combined RTF {runs[-1]['rtf_combined']:.4f}", flush=True)
+    print(table(runs))
+    save(runs, args.out_json)
+    return 0
+
+
+def save(result, out_json: Path | None) -> None:
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(result, indent=2))

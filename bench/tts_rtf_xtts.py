@@ -141,9 +141,9 @@ def main(argv=None) -> int:
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     if args.ready:  # a worker: wait until every worker has warmed up
-        args.ready.touch()
-        while not args.go.exists():
-            time.sleep(0.05)
+        from bench.concurrent_workers import wait_for_go
+
+        wait_for_go(args.ready, args.go)
     result["window_start"] = time.time()
     start = time.perf_counter()
     for first in range(0, len(texts), args.batch_size):
@@ -181,48 +181,21 @@ def main(argv=None) -> int:
 
 def concurrent(args) -> int:
     """Workers sharing the device: for each N, N processes synthesize the same
-    sentences with the same seeds, started together after their warm-up; the
-    combined RTF is the wall time from the first start to the last end over
-    all the audio made."""
-    import subprocess
+    sentences with the same seeds, started together after their warm-up
+    (bench/concurrent_workers.py)."""
+    from bench.concurrent_workers import run_workers, table
 
     os.environ["COQUI_TOS_AGREED"] = "1"
     sizes = XTTS_V2_SIZES if args.sizes == "xtts_v2" else TINY_SIZES
     runs = []
     with tempfile.TemporaryDirectory(prefix="xtts-bench-") as tmp:
-        tmp = Path(tmp)
-        folder = args.model or build_xtts(tmp / "xtts_v2", **sizes)
+        folder = args.model or build_xtts(Path(tmp) / "xtts_v2", **sizes)
+        command = [sys.executable, __file__, "--device", args.device, "--sizes", args.sizes, "--model", str(folder),
+                   "--num-sentences", str(args.num_sentences), "--batch-size", str(args.batch_size)]
         for count in args.processes:
-            run_dir = tmp / f"n{count}"
-            run_dir.mkdir()
-            go = run_dir / "go"
-            procs = [subprocess.Popen(
-                [sys.executable, __file__, "--device", args.device, "--sizes", args.sizes, "--model", str(folder),
-                 "--num-sentences", str(args.num_sentences), "--batch-size", str(args.batch_size),
-                 "--ready", str(run_dir / f"ready{i}"), "--go", str(go), "--out-json", str(run_dir / f"{i}.json")],
-                stdout=subprocess.DEVNULL) for i in range(count)]
-            while sum((run_dir / f"ready{i}").exists() for i in range(count)) < count:
-                if any(p.poll() not in (None, 0) for p in procs):
-                    raise SystemExit(f"a worker of the {count}-process run failed")
-                time.sleep(0.1)
-            go.touch()
-            if any(p.wait() != 0 for p in procs):
-                raise SystemExit(f"a worker of the {count}-process run failed")
-            workers = [json.loads((run_dir / f"{i}.json").read_text()) for i in range(count)]
-            wall = max(w["window_end"] for w in workers) - min(w["window_start"] for w in workers)
-            audio = sum(w["total_audio_s"] for w in workers)
-            runs.append({"processes": count, "wall_s": wall, "audio_s": audio, "rtf_combined": wall / audio,
-                         "rtf_per_process": [w["rtf"] for w in workers],
-                         "peak_gpu_mem_gb_per_process": max(w.get("peak_gpu_mem_gb", 0.0) for w in workers),
-                         "device": workers[0]["device"]})
-            print(f"{count} processes: {audio:.1f} s of audio in {wall:.1f} s, combined RTF "
-                  f"{wall / audio:.3f}", flush=True)
-    base = runs[0]["rtf_combined"]
-    print("| processes | audio (s) | wall (s) | combined RTF | x first row |")
-    print("|---|---|---|---|---|")
-    for r in runs:
-        print(f"| {r['processes']} | {r['audio_s']:.1f} | {r['wall_s']:.1f} | {r['rtf_combined']:.3f} | "
-              f"{base / r['rtf_combined']:.2f} |")
+            runs.append(run_workers(command, count, Path(tmp) / "runs", "total_audio_s"))
+            print(f"{count} processes: combined RTF {runs[-1]['rtf_combined']:.3f}", flush=True)
+    print(table(runs))
     if args.out_json:
         args.out_json.write_text(json.dumps(runs, indent=2))
     return 0

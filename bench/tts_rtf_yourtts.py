@@ -88,7 +88,16 @@ def main(argv=None) -> int:
     parser.add_argument("--budget-s", type=float, default=150.0,
                         help="start no new batch after this many seconds from the start")
     parser.add_argument("--out-json", type=Path, default=None)
+    parser.add_argument("--processes", type=int, nargs="+", default=None,
+                        help="run N worker processes at once on the device, for each N given (the same "
+                             "sentences, seeds and --length-scale in every process); report their combined rate")
+    parser.add_argument("--length-scale", type=float, default=None, help="fixed length_scale (one pass)")
+    parser.add_argument("--model", type=Path, default=None, help="load this model folder instead of building one")
+    parser.add_argument("--ready", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--go", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.processes:
+        return concurrent(args)
 
     import torch
     import TTS
@@ -103,8 +112,8 @@ def main(argv=None) -> int:
               "batch_size": args.batch_size, "num_sentences": len(texts)}
     with tempfile.TemporaryDirectory(prefix="yourtts-bench-") as tmp:
         start = time.perf_counter()
-        folder = build_yourtts(Path(tmp) / "your_tts", **sizes)
-        result["build_s"] = time.perf_counter() - start
+        folder = args.model or build_yourtts(Path(tmp) / "your_tts", **sizes)
+        result["build_s"] = 0.0 if args.model else time.perf_counter() - start
         result["checkpoint_mb"] = (folder / "model_file.pth").stat().st_size / 2**20
         start = time.perf_counter()
         backend = get_backend("yourtts", device=args.device, model=str(folder))
@@ -127,8 +136,16 @@ def main(argv=None) -> int:
 
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
+    if args.length_scale:
+        model.length_scale = args.length_scale
+    if args.ready:  # a worker: wait until every worker has warmed up
+        from bench.concurrent_workers import wait_for_go
+
+        wait_for_go(args.ready, args.go)
+    result["window_start"] = time.time()
     passes = [timed_pass(backend, texts, conditioning, args.batch_size, args.device, deadline)]
-    if args.target_chars_per_s > 0 and time.perf_counter() < deadline:
+    result["window_end"], result["total_audio_s"] = time.time(), passes[0]["total_audio_s"]
+    if args.target_chars_per_s > 0 and not args.length_scale and time.perf_counter() < deadline:
         model.length_scale = model.length_scale * passes[0]["chars_per_audio_s"] / args.target_chars_per_s
         passes.append(timed_pass(backend, texts, conditioning, args.batch_size, args.device, deadline))
     result["passes"] = passes
@@ -149,6 +166,27 @@ def main(argv=None) -> int:
     if args.out_json:
         args.out_json.parent.mkdir(parents=True, exist_ok=True)
         args.out_json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def concurrent(args) -> int:
+    """For each N, N processes synthesize the same sentences with the same seeds at a fixed
+    length_scale, started together after their warm-up (bench/concurrent_workers.py)."""
+    from bench.concurrent_workers import run_workers, table
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="yourtts-bench-") as tmp:
+        folder = args.model or build_yourtts(Path(tmp) / "your_tts", **(YOURTTS_SIZES if args.sizes == "your_tts"
+                                                                         else {}))
+        command = [sys.executable, __file__, "--device", args.device, "--sizes", args.sizes, "--model", str(folder),
+                   "--num-sentences", str(args.num_sentences), "--batch-size", str(args.batch_size),
+                   "--length-scale", str(args.length_scale or 1.0), "--budget-s", str(args.budget_s)]
+        for count in args.processes:
+            runs.append(run_workers(command, count, Path(tmp) / "runs", "total_audio_s"))
+            print(f"{count} processes: combined RTF {runs[-1]['rtf_combined']:.4f}", flush=True)
+    print(table(runs))
+    if args.out_json:
+        args.out_json.write_text(json.dumps(runs, indent=2))
     return 0
 
 
