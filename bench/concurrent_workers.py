@@ -53,6 +53,20 @@ def run_workers(command: list[str], count: int, work_dir: Path, audio_key: str, 
             "peak_gpu_mem_gb_per_process": max(w.get("peak_gpu_mem_gb", 0.0) for w in workers)}
 
 
+def run_counts(command: list[str], counts: list[int], work_dir: Path, audio_key: str,
+               out_json: Path | None = None) -> list[dict]:
+    """run_workers for each count in turn; prints each combined RTF and the table, saves the runs."""
+    runs = []
+    for count in counts:
+        runs.append(run_workers(command, count, work_dir, audio_key))
+        print(f"{count} processes: combined RTF {runs[-1]['rtf_combined']:.4f}", flush=True)
+    print(table(runs))
+    if out_json:
+        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_json).write_text(json.dumps(runs, indent=2))
+    return runs
+
+
 def table(runs: list[dict]) -> str:
     """Markdown: the runs against the first."""
     base = runs[0]["rtf_combined"]

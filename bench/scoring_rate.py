@@ -53,7 +53,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from bench.tts_rtf_xtts import SENTENCES_TXT, synchronize, voiced_clip
+from bench.tts_rtf_xtts import first_sentences, synchronize, voiced_clip
 from workflow_scripts.asr import WHISPER_BATCH_SIZE, WhisperTranscriber
 from workflow_scripts.audio import SAMPLE_RATE
 from workflow_scripts.speaker_similarity import (
@@ -243,8 +243,7 @@ def main(argv=None) -> int:
     audios = test_clips(args.num_utterances)
     enrollment = voiced_clip(8.0, SAMPLE_RATE, seed=0)
     audio_s = sum(a.size for a in audios) / SAMPLE_RATE
-    lines = [" ".join(line.split()) for line in SENTENCES_TXT.read_text(encoding="utf-8").splitlines()]
-    sentences = [line for line in lines if line][: args.num_utterances]
+    sentences = first_sentences(args.num_utterances)
     result = {"device": torch.cuda.get_device_name(0) if on_gpu else f"cpu ({platform.machine()})",
               "torch": torch.__version__, "openai_whisper": whisper.__version__, "whisper_sizes": args.sizes,
               "utterances": len(audios), "audio_s": audio_s,
@@ -357,8 +356,7 @@ def worker(args) -> int:
 
     audios = test_clips(args.num_utterances)
     enrollment = voiced_clip(8.0, SAMPLE_RATE, seed=0)
-    lines = [" ".join(line.split()) for line in SENTENCES_TXT.read_text(encoding="utf-8").splitlines()]
-    sentences = [line for line in lines if line][: args.num_utterances]
+    sentences = first_sentences(args.num_utterances)
     with tempfile.TemporaryDirectory(prefix="scoring-worker-") as tmp:
         transcriber = WhisperTranscriber(str(args.whisper_checkpoint), Path(tmp), args.device, WHISPER_BATCH_SIZE,
                                          True)
@@ -383,18 +381,13 @@ def worker(args) -> int:
 
 def concurrent(args) -> int:
     """For each N, N scoring workers started together (bench/concurrent_workers.py)."""
-    from bench.concurrent_workers import run_workers, table
+    from bench.concurrent_workers import run_counts
 
-    runs = []
     with tempfile.TemporaryDirectory(prefix="scoring-bench-") as tmp:
         checkpoint = build_whisper(Path(tmp) / "whisper", args.sizes, args.device)
         command = [sys.executable, __file__, "--device", args.device, "--sizes", args.sizes,
                    "--num-utterances", str(args.num_utterances), "--whisper-checkpoint", str(checkpoint)]
-        for count in args.processes:
-            runs.append(run_workers(command, count, Path(tmp) / "runs", "audio_s"))
-            print(f"{count} processes: combined RTF {runs[-1]['rtf_combined']:.4f}", flush=True)
-    print(table(runs))
-    save(runs, args.out_json)
+        run_counts(command, args.processes, Path(tmp) / "runs", "audio_s", args.out_json)
     return 0
 
 

@@ -56,6 +56,23 @@ def voiced_clip(seconds: float = 8.0, sample_rate: int = 16000, seed: int = 0) -
     return (0.5 * clip / np.max(np.abs(clip))).astype(np.float32)
 
 
+def first_sentences(count: int) -> list[str]:
+    """The first `count` sentences of the workflow's sentence list, whitespace normalised."""
+    lines = [" ".join(line.split()) for line in SENTENCES_TXT.read_text(encoding="utf-8").splitlines()]
+    return [line for line in lines if line][:count]
+
+
+def load_backend(name: str, folder: Path, device: str, result: dict, built_s: float, weights_file: str):
+    """The backend `name` loaded from `folder`, recording build and load times and the checkpoint size."""
+    result["build_s"] = built_s
+    result["checkpoint_mb"] = (folder / weights_file).stat().st_size / 2**20
+    start = time.perf_counter()
+    backend = get_backend(name, device=device, model=str(folder))
+    synchronize(device)
+    result["load_s"] = time.perf_counter() - start
+    return backend
+
+
 def synchronize(device: str) -> None:
     import torch
 
@@ -109,8 +126,7 @@ def main(argv=None) -> int:
 
     # The weights are random, not the CPML-licensed model; the backend checks the variable all the same.
     os.environ["COQUI_TOS_AGREED"] = "1"
-    lines = [" ".join(line.split()) for line in SENTENCES_TXT.read_text(encoding="utf-8").splitlines()]
-    texts = [line for line in lines if line][: args.num_sentences]
+    texts = first_sentences(args.num_sentences)
     sizes = XTTS_V2_SIZES if args.sizes == "xtts_v2" else TINY_SIZES
     on_gpu = args.device.startswith("cuda")
     result = {"device": torch.cuda.get_device_name(0) if on_gpu else f"cpu ({platform.machine()})",
@@ -119,12 +135,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="xtts-bench-") as tmp:
         start = time.perf_counter()
         folder = args.model or build_xtts(Path(tmp) / "xtts_v2", **sizes)
-        result["build_s"] = 0.0 if args.model else time.perf_counter() - start
-        result["checkpoint_mb"] = (folder / "model.pth").stat().st_size / 2**20
-        start = time.perf_counter()
-        backend = get_backend("xtts", device=args.device, model=str(folder))
-        synchronize(args.device)
-        result["load_s"] = time.perf_counter() - start
+        built_s = 0.0 if args.model else time.perf_counter() - start
+        backend = load_backend("xtts", folder, args.device, result, built_s, "model.pth")
     result["parameters_m"] = sum(p.numel() for p in backend.model.parameters()) / 1e6
     result["max_gpt_codes"] = backend.model.gpt.max_gen_mel_tokens
 
@@ -183,21 +195,15 @@ def concurrent(args) -> int:
     """Workers sharing the device: for each N, N processes synthesize the same
     sentences with the same seeds, started together after their warm-up
     (bench/concurrent_workers.py)."""
-    from bench.concurrent_workers import run_workers, table
+    from bench.concurrent_workers import run_counts
 
     os.environ["COQUI_TOS_AGREED"] = "1"
     sizes = XTTS_V2_SIZES if args.sizes == "xtts_v2" else TINY_SIZES
-    runs = []
     with tempfile.TemporaryDirectory(prefix="xtts-bench-") as tmp:
         folder = args.model or build_xtts(Path(tmp) / "xtts_v2", **sizes)
         command = [sys.executable, __file__, "--device", args.device, "--sizes", args.sizes, "--model", str(folder),
                    "--num-sentences", str(args.num_sentences), "--batch-size", str(args.batch_size)]
-        for count in args.processes:
-            runs.append(run_workers(command, count, Path(tmp) / "runs", "total_audio_s"))
-            print(f"{count} processes: combined RTF {runs[-1]['rtf_combined']:.3f}", flush=True)
-    print(table(runs))
-    if args.out_json:
-        args.out_json.write_text(json.dumps(runs, indent=2))
+        run_counts(command, args.processes, Path(tmp) / "runs", "total_audio_s", args.out_json)
     return 0
 
 

@@ -38,9 +38,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.tts_rtf_xtts import SENTENCES_TXT, synchronize, voiced_clip
+from bench.tts_rtf_xtts import first_sentences, load_backend, synchronize, voiced_clip
 from tests.tiny_coqui import YOURTTS_SIZES, build_yourtts
-from workflow_scripts.tts import get_backend
 
 
 def timed_pass(backend, texts: list[str], conditioning: dict, batch_size: int, device: str,
@@ -103,8 +102,7 @@ def main(argv=None) -> int:
     import TTS
 
     deadline = time.perf_counter() + args.budget_s
-    lines = [" ".join(line.split()) for line in SENTENCES_TXT.read_text(encoding="utf-8").splitlines()]
-    texts = [line for line in lines if line][: args.num_sentences]
+    texts = first_sentences(args.num_sentences)
     sizes = YOURTTS_SIZES if args.sizes == "your_tts" else {}
     on_gpu = args.device.startswith("cuda")
     result = {"device": torch.cuda.get_device_name(0) if on_gpu else f"cpu ({platform.machine()})",
@@ -113,12 +111,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="yourtts-bench-") as tmp:
         start = time.perf_counter()
         folder = args.model or build_yourtts(Path(tmp) / "your_tts", **sizes)
-        result["build_s"] = 0.0 if args.model else time.perf_counter() - start
-        result["checkpoint_mb"] = (folder / "model_file.pth").stat().st_size / 2**20
-        start = time.perf_counter()
-        backend = get_backend("yourtts", device=args.device, model=str(folder))
-        synchronize(args.device)
-        result["load_s"] = time.perf_counter() - start
+        built_s = 0.0 if args.model else time.perf_counter() - start
+        backend = load_backend("yourtts", folder, args.device, result, built_s, "model_file.pth")
     model = backend.model
     encoder = model.speaker_manager.encoder
     result["parameters_m"] = sum(p.numel() for p in model.parameters()) / 1e6
@@ -172,21 +166,15 @@ def main(argv=None) -> int:
 def concurrent(args) -> int:
     """For each N, N processes synthesize the same sentences with the same seeds at a fixed
     length_scale, started together after their warm-up (bench/concurrent_workers.py)."""
-    from bench.concurrent_workers import run_workers, table
+    from bench.concurrent_workers import run_counts
 
-    runs = []
     with tempfile.TemporaryDirectory(prefix="yourtts-bench-") as tmp:
-        folder = args.model or build_yourtts(Path(tmp) / "your_tts", **(YOURTTS_SIZES if args.sizes == "your_tts"
-                                                                         else {}))
+        sizes = YOURTTS_SIZES if args.sizes == "your_tts" else {}
+        folder = args.model or build_yourtts(Path(tmp) / "your_tts", **sizes)
         command = [sys.executable, __file__, "--device", args.device, "--sizes", args.sizes, "--model", str(folder),
                    "--num-sentences", str(args.num_sentences), "--batch-size", str(args.batch_size),
                    "--length-scale", str(args.length_scale or 1.0), "--budget-s", str(args.budget_s)]
-        for count in args.processes:
-            runs.append(run_workers(command, count, Path(tmp) / "runs", "total_audio_s"))
-            print(f"{count} processes: combined RTF {runs[-1]['rtf_combined']:.4f}", flush=True)
-    print(table(runs))
-    if args.out_json:
-        args.out_json.write_text(json.dumps(runs, indent=2))
+        run_counts(command, args.processes, Path(tmp) / "runs", "total_audio_s", args.out_json)
     return 0
 
 
