@@ -38,7 +38,9 @@ SPEAKERS = REAL + VIRTUAL
 
 # Rates not in the results file: (value, source)
 JOB_OVERHEAD_S = (21.0, "RESULTS.md, GPU section: finetune job wall 37 s minus 16 s of training steps")
-PER_MODEL_IO_S = (0.5, "assumed: reading a member's wavs, writing its checkpoint, log and plot")
+STACK_JOB_OVERHEAD_S = (8.6, ("RESULTS.md, stacked rule section: finetune_stacked job wall 22.3 s less its "
+                               "12.5 s training loop (tqdm) and 1.15 s of writing (log timestamps)"))
+PER_MODEL_IO_S = (0.29, "RESULTS.md, stacked rule section: writing 4 members' checkpoint, log and plot took 1.15 s")
 EVAL_JOB_S = (19.0, "RESULTS.md, GPU section: evaluate job wall, one job per GPU, scoring in one process")
 EVAL_JOB_FAST_S = (8.2, "RESULTS.md, evaluation section: evaluate job wall 7.2-9.2 s with --workers 16")
 SHARING = (2.3, "RESULTS.md: 4 jobs per GPU ran 4 fine-tunes + 5 evaluations 2.3x faster than 1 per GPU")
@@ -77,7 +79,7 @@ def finetune_hours(rate: dict, steps: int, path: str) -> float:
         return FINETUNES_PER_SIZE * per_model / 3600
     # a stack claims a whole GPU: two stacks sharing one were measured 10% slower than one alone
     per_model = steps * rate["k7_step_s"] + validations * rate["stacked_val_s"] + PER_MODEL_IO_S[0]
-    return (FINETUNES_PER_SIZE * per_model + STACKS_PER_SIZE * JOB_OVERHEAD_S[0]) / 3600
+    return (FINETUNES_PER_SIZE * per_model + STACKS_PER_SIZE * STACK_JOB_OVERHEAD_S[0]) / 3600
 
 
 def tts_hours(shared: bool) -> tuple[float, float]:
@@ -98,7 +100,8 @@ def report(results: dict, step_counts: list[int]) -> str:
         lines.append(f"| {size} | {r['base_step_s']:.4f} | {r['k7_step_s']:.4f} | "
                      f"{r['base_step_s'] / r['k7_step_s']:.1f} | {r['base_val_s']:.3f} / {r['stacked_val_s']:.4f} |")
     lines += ["", "Other rates:", ""]
-    others = [("job overhead (s)", JOB_OVERHEAD_S), ("per-member I/O in a stack (s)", PER_MODEL_IO_S),
+    others = [("finetune job overhead (s)", JOB_OVERHEAD_S), ("finetune_stacked job overhead (s)", STACK_JOB_OVERHEAD_S),
+              ("per-member output writing in a stack (s)", PER_MODEL_IO_S),
               ("evaluate job, one per GPU (s)", EVAL_JOB_S), ("evaluate job, --workers 16 (s)", EVAL_JOB_FAST_S),
               ("several jobs per GPU, speed-up", SHARING),
               *((f"{tts} RTF (one / shared)", (f"{v[0]:g} / {v[1]:g}", src)) for tts, (v, src) in TTS_RTF.items()),
