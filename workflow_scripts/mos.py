@@ -83,6 +83,7 @@ class UTMOSPredictor:
     """UTMOS22 strong on 16 kHz audio, one clip at a time (padding would shift the scores)."""
 
     name = "utmos"
+    uses_gpu = True  # on the job's device
     columns = ("utmos",)
 
     def __init__(self, source: str = UTMOS_HUB_REPO, model_dir: str | os.PathLike = "models",
@@ -148,6 +149,7 @@ class DistillMOSPredictor:
     """DistillMOS (a small CNN-transformer distilled from XLS-R SQA) on 16 kHz audio, per clip."""
 
     name = "distillmos"
+    uses_gpu = True  # on the job's device
     columns = ("distillmos",)
 
     def __init__(self, device: str = "cpu") -> None:

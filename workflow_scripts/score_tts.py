@@ -207,21 +207,25 @@ def score_tts(enrollment_wav: Path, speech_dir: Path, out_csv: Path, out_summary
         for column in predictor_class.columns:
             table[column] = np.nan
     mos_models = {name: predictor.model_name for name, predictor in predictors.items()}
-    # the predictors that use the device first; then the GPU's memory and slot go back to other
-    # jobs before the CPU-only ones (DNSMOS) run
-    on_gpu = [name for name, predictor in predictors.items() if getattr(predictor, "uses_gpu", True)]
-    for name in [*on_gpu, *(name for name in predictors if name not in on_gpu)]:
-        if name not in on_gpu and device != "cpu":
-            transcriber = None if transcriber is None else SimpleNamespace(
-                name=transcriber.name, note=getattr(transcriber, "note", ""))
-            resemblyzer = xvector_encoder = None
-            predictors = {key: value for key, value in predictors.items() if key not in on_gpu}
-            give_back_device(device)
-            device = "cpu"
-        predictor = predictors[name]
+    cpu_only = {name: predictor for name, predictor in predictors.items() if not predictor.uses_gpu}
+
+    def predict_mos(predictor) -> None:
         scores = timed(f"MOS {predictor.model_name}", len(audios), predictor.predict, audios)
         for column, values in scores.items():
             table[column] = values
+
+    for name, predictor in predictors.items():
+        if name not in cpu_only:
+            predict_mos(predictor)
+    if cpu_only and device != "cpu":
+        # the device's part is done: its memory and slot go to other jobs before the CPU-only
+        # predictors (DNSMOS) run; the summary needs only the ASR's name and note
+        if transcriber is not None:
+            transcriber = SimpleNamespace(name=transcriber.name, note=getattr(transcriber, "note", ""))
+        resemblyzer = xvector_encoder = predictors = predictor = None
+        give_back_device(device)
+    for predictor in cpu_only.values():
+        predict_mos(predictor)
 
     summary = summarize(table, transcriber, asr_reason, enrollment_wav, speech_dir,
                         xvector_source=secs_xvector_model if secs_xvector_model != "none" else "",
