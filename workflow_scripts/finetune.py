@@ -51,6 +51,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def finetune_info(model, recipe: Recipe, result, init, speech_dir, noise_dir, num_train: int, num_val: int) -> dict:
+    """The `training` section of a fine-tuned model's config.yaml."""
+    return {
+        "kind": "finetune",
+        "model_size": size_name(model.config),
+        "recipe": recipe_dict(recipe),
+        "speech_dir": str(speech_dir),
+        "noise_dir": str(noise_dir),
+        "num_train": num_train,
+        "num_val": num_val,
+        "init": str(init),
+        f"init_{result.val_column}": result.history[0][result.val_column],
+    }
+
+
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
@@ -84,17 +99,8 @@ def main(argv=None) -> None:
         result.history[0][result.val_column],
     )
 
-    training_info = {
-        "kind": "finetune",
-        "model_size": size_name(model.config),
-        "recipe": recipe_dict(recipe),
-        "speech_dir": str(args.speech_dir),
-        "noise_dir": str(args.noise_dir),
-        "num_train": args.num_train,
-        "num_val": args.num_val,
-        "init": str(args.init),
-        f"init_{result.val_column}": result.history[0][result.val_column],
-    }
+    training_info = finetune_info(model, recipe, result, args.init, args.speech_dir, args.noise_dir,
+                                  args.num_train, args.num_val)
     with atomic_dir(args.out_dir) as tmp:
         write_training_outputs(tmp, model, result, vars(args), training_info)
     log.info("wrote %s", args.out_dir)

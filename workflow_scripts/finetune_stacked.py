@@ -30,8 +30,8 @@ import pandas as pd
 import torch
 
 from workflow_scripts.audio import atomic_dir
-from workflow_scripts.convtasnet import load_checkpoint, size_name
-from workflow_scripts.finetune import DEFAULTS
+from workflow_scripts.convtasnet import load_checkpoint
+from workflow_scripts.finetune import DEFAULTS, finetune_info
 from workflow_scripts.stacked import (
     PRECISIONS,
     CropMixerBatches,
@@ -48,7 +48,6 @@ from workflow_scripts.training import (
     nested_subsets,
     read_noise_table,
     read_speech_folder,
-    recipe_dict,
     recipe_from_args,
     resolve_device,
     seed_everything,
@@ -236,18 +235,8 @@ def main(argv=None) -> None:
     with contextlib.ExitStack() as folders:
         for member, model, result in zip(members, models, results):
             tmp = folders.enter_context(atomic_dir(member.out_dir))
-            training_info = {
-                "kind": "finetune",
-                "model_size": size_name(model.config),
-                "recipe": recipe_dict(recipe),
-                "speech_dir": str(member.speech_dir),
-                "noise_dir": str(args.noise_dir),
-                "num_train": member.num_train,
-                "num_val": member.num_val,
-                "init": str(args.init),
-                f"init_{result.val_column}": result.history[0][result.val_column],
-                "stacked_with": len(members),
-            }
+            training_info = finetune_info(model, recipe, result, args.init, member.speech_dir, args.noise_dir,
+                                          member.num_train, member.num_val) | {"stacked_with": len(members)}
             write_training_outputs(tmp, model, result, member_config(args, member, len(members)), training_info)
     for member in members:
         log.info("wrote %s", member.out_dir)
