@@ -47,8 +47,7 @@ WAIT_LOG_EVERY_S = 300.0
 class GpuClaim:
     gpu: str  # the device as CUDA_VISIBLE_DEVICES names it (index or UUID)
     slot: int  # which of the GPU's `jobs_per_gpu` slots; -1 when a scheduler chose the GPU
-    lock_file: object = None  # the open, locked slot file; closing it frees the slot
-    more_lock_files: tuple = ()  # a whole-GPU claim's other slots
+    lock_files: tuple = ()  # the open, locked slot files (all of the GPU's for a whole-GPU claim)
 
 
 _claim: GpuClaim | None = None  # this process's claim, held until it ends
@@ -202,7 +201,7 @@ def _try_one_slot(lock_dir: Path, gpus: list[str], jobs_per_gpu: int) -> GpuClai
                 _warn_if_cuda_started()
                 os.environ["CUDA_VISIBLE_DEVICES"] = gpu
                 log.info("job on GPU %s (slot %d)", gpu, slot)
-                return GpuClaim(gpu=gpu, slot=slot, lock_file=lock_file)
+                return GpuClaim(gpu=gpu, slot=slot, lock_files=(lock_file,))
     return None
 
 
@@ -219,7 +218,7 @@ def _try_whole_gpu(lock_dir: Path, gpus: list[str], jobs_per_gpu: int) -> GpuCla
             _warn_if_cuda_started()
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu
             log.info("job on GPU %s (all %d slots)", gpu, jobs_per_gpu)
-            return GpuClaim(gpu=gpu, slot=0, lock_file=locks[0], more_lock_files=tuple(locks[1:]))
+            return GpuClaim(gpu=gpu, slot=0, lock_files=tuple(locks))
         for lock_file in locks:
             lock_file.close()
     return None
@@ -229,9 +228,8 @@ def release_gpu() -> None:
     """Give this process's slot(s) back before it ends (they are freed at exit anyway)."""
     global _claim
     if _claim is not None:
-        for lock_file in (_claim.lock_file, *_claim.more_lock_files):
-            if lock_file is not None:
-                lock_file.close()
+        for lock_file in _claim.lock_files:
+            lock_file.close()
     _claim = None
 
 
