@@ -170,6 +170,7 @@ sys.path.insert(
     0, workflow.basedir
 )  # the step package, for its registry of TTS backends
 from workflow_scripts.tts import BACKENDS as TTS_BACKENDS
+from workflow_scripts.gpu import jobs_per_gpu_from_env
 
 CONDITIONS = read_conditions()
 SOURCES = list(CONDITIONS)
@@ -483,8 +484,6 @@ FINETUNE_STACKING = {
 }
 # a stack fills a GPU by itself and claims all of its slots (GENDA_JOBS_PER_GPU), so it
 # counts as that many units of the gpu resource (profiles/default)
-from workflow_scripts.gpu import jobs_per_gpu_from_env
-
 STACK_GPU_UNITS = jobs_per_gpu_from_env()
 
 
@@ -504,8 +503,9 @@ def finetune_stacks():
     return stacks
 
 
-def stacked_loss_plot(source, size):
-    """A member's loss plot, in the report as the finetune rule's."""
+def finetune_loss_plot(source="{source}", size="{size}"):
+    """A fine-tuned model's loss plot in the report (the finetune rule's, or with a fixed
+    source and size, a member's of a stacked rule)."""
     labels = {
         "speaker": "{speaker}",
         "source": source,
@@ -526,7 +526,7 @@ def stacked_finetune_outputs(conditions):
     return {
         "models": [f"{folder}/model.pt" for folder in folders],
         "histories": [f"{folder}/training_log.csv" for folder in folders],
-        "loss_plots": [stacked_loss_plot(source, size) for source, size in conditions],
+        "loss_plots": [finetune_loss_plot(source, size) for source, size in conditions],
     }
 
 

@@ -20,17 +20,7 @@ if FINETUNE_STACKING["by"] == "none":
         output:
             model="results/finetune/{model}/{source}/{size}/{speaker}/model.pt",
             history="results/finetune/{model}/{source}/{size}/{speaker}/training_log.csv",
-            loss_plot=report(
-                "results/finetune/{model}/{source}/{size}/{speaker}/loss.png",
-                category="Fine-tuning",
-                subcategory="{model} {source} {size}",
-                labels={
-                    "speaker": "{speaker}",
-                    "source": "{source}",
-                    "size": "{size}",
-                    "model": "{model}",
-                },
-            ),
+            loss_plot=finetune_loss_plot(),
         log:
             "logs/finetune/{model}/{source}/{size}/{speaker}.log",
         benchmark:
