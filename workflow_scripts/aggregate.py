@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workflow_scripts.audio import atomic_write_text  # noqa: E402
+from workflow_scripts.logs import setup_logging
 
 log = logging.getLogger("aggregate")
 
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="real/virtual/demo per speaker: tables for each group apart and together")
     parser.add_argument("--out-dir", required=True, type=Path)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
 
     evals = read_eval_tables(parse_labelled(args.eval, ["model", "source", "size", "speaker"]))
     tts = read_tts_scores(parse_labelled(args.tts_scores, ["source", "speaker"]))

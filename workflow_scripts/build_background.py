@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from workflow_scripts.audio import atomic_dir
 from workflow_scripts.build_world import read_sentence_pool, write_noise_folder, write_speech_folder
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.noises import draw_noise_set
 from workflow_scripts.voices import VoiceParams, draw_recording, random_voice, record, speak
 
@@ -114,9 +115,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="processes rendering speech")
     parser.add_argument("--out-dir", type=Path, required=True, help="gets speech/ and noises/")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    setup_logging()
     for name in ("num_speakers", "utterances_per_speaker", "num_noises", "workers"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

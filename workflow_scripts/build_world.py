@@ -25,6 +25,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from workflow_scripts.audio import SAMPLE_RATE, atomic_dir, atomic_write_text, mix_at_snr, write_audio
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.noises import draw_noise_set
 from workflow_scripts.voices import VoiceParams, draw_recording, random_voice, record, speak
 
@@ -300,9 +301,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    setup_logging()
     check_args(args)
     pool = read_sentence_pool(args.sentences)
     needed = args.num_sentences + args.num_test_utterances + 1

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow_scripts.audio import SAMPLE_RATE, AudioError, atomic_path, read_audio
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.tts import get_backend
 
 log = logging.getLogger("clone_voice")
@@ -122,8 +123,7 @@ def main(argv=None) -> int:
     parser.add_argument("--min-enrollment-s", type=float, default=2.0,
                         help="refuse enrollment clips shorter than this (seconds)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     clone_voice(args.backend, parse_options(args.options_json), args.enrollment, args.out,
                 device=args.device, min_enrollment_s=args.min_enrollment_s, model_dir=args.model_dir)
     return 0

@@ -38,6 +38,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from workflow_scripts.audio import atomic_dir, atomic_write_text
+from workflow_scripts.logs import setup_logging
 
 log = logging.getLogger("download")
 
@@ -286,8 +287,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     for kind, length in (("sha256", 64), ("md5", 32)):
         value = getattr(args, kind)
         if value is not None and (len(value) != length or any(c not in "0123456789abcdefABCDEF" for c in value)):

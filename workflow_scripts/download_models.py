@@ -52,6 +52,7 @@ import yaml
 
 from workflow_scripts import model_cache
 from workflow_scripts.audio import atomic_write_text
+from workflow_scripts.logs import setup_logging
 
 log = logging.getLogger("download_models")
 
@@ -224,8 +225,7 @@ def main(argv=None) -> int:
                         help="accept the license of coqui models that ask for it (sets COQUI_TOS_AGREED=1)")
     parser.add_argument("--timeout-s", type=float, default=30.0, help="network timeout per request (s)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     entries = read_model_list(args.models) if args.models else parse_model_list(args.models_json)
     model_cache.configure(args.model_dir)  # before any model library is imported
     if args.accept_coqui_license:

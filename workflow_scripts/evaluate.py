@@ -45,6 +45,7 @@ from workflow_scripts.audio import (
 )
 from workflow_scripts.convtasnet import load_checkpoint
 from workflow_scripts.gpu import release_gpu
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.metrics import estoi, pesq_wb, safe_metric, sdr_db
 from workflow_scripts.stacked import enhance_many
 from workflow_scripts.training import enhance, resolve_device
@@ -214,7 +215,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     args = parse_args(argv)
     workers = len(os.sched_getaffinity(0)) if args.workers is None else args.workers
     if workers < 1:

@@ -32,6 +32,7 @@ from workflow_scripts.audio import atomic_dir, atomic_path, read_audio, write_au
 from workflow_scripts.convtasnet import load_checkpoint
 from workflow_scripts.corpora import text_key
 from workflow_scripts.evaluate import read_test_folder
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.speaker_data import read_sentence_file
 from workflow_scripts.training import enhance, read_speech_folder, resolve_device
 
@@ -108,8 +109,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     count = {"task1": export_task1, "task2": export_task2, "zip": export_zip}[args.task](args)
     log.info("%s: %d files -> %s", args.task, count, getattr(args, "out_dir", None) or args.out)
     return 0

@@ -17,6 +17,7 @@ import torch
 
 from workflow_scripts.audio import atomic_dir
 from workflow_scripts.convtasnet import load_checkpoint, size_name
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.training import (
     CropMixer,
     Recipe,
@@ -67,7 +68,7 @@ def finetune_info(model, recipe: Recipe, result, init, speech_dir, noise_dir, nu
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     args = parse_args(argv)
     recipe = recipe_from_args(args)
 

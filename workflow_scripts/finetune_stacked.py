@@ -32,6 +32,7 @@ import torch
 from workflow_scripts.audio import atomic_dir
 from workflow_scripts.convtasnet import load_checkpoint
 from workflow_scripts.finetune import DEFAULTS, finetune_info
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.stacked import (
     PRECISIONS,
     CropMixerBatches,
@@ -169,7 +170,7 @@ def member_config(args: argparse.Namespace, member: Member, num_members: int) ->
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     args = parse_args(argv)
     recipe = recipe_from_args(args)
     if recipe.val_metric != "sdr":

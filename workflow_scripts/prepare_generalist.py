@@ -25,6 +25,7 @@ from workflow_scripts.convtasnet import (
     size_name,
 )
 from workflow_scripts.corpora import challenge_checkpoint
+from workflow_scripts.logs import setup_logging
 
 log = logging.getLogger("prepare_generalist")
 
@@ -35,8 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     released = challenge_checkpoint(args.challenge_dir, args.model_size)
     model, checkpoint = load_checkpoint(released)
     if size_name(model.config) != args.model_size:

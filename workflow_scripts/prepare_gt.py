@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from workflow_scripts import corpora
 from workflow_scripts.audio import atomic_dir
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.speaker_data import (
     audio_files,
     libritts_roles,
@@ -100,8 +101,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     if not args.record.is_file():
         raise FileNotFoundError(f"{args.record}: speaker record not found")
     chosen = libritts_selection(args) if args.libritts_dir else folder_selection(args)

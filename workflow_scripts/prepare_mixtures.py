@@ -19,6 +19,7 @@ from pathlib import Path
 
 from workflow_scripts import corpora
 from workflow_scripts.audio import atomic_dir
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.speaker_data import audio_files, write_mixture_folder
 
 log = logging.getLogger("prepare_mixtures")
@@ -36,8 +37,7 @@ def main(argv=None) -> int:
         parser.error("give one of --challenge-dir (with --challenge-id) and --mixtures-dir")
     if args.challenge_dir and not args.challenge_id:
         parser.error("--challenge-dir needs --challenge-id")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     if args.challenge_dir:
         mixtures = corpora.challenge_mixtures(args.challenge_dir, args.challenge_id)
     else:

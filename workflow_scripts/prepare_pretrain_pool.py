@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from workflow_scripts import corpora
 from workflow_scripts.audio import SAMPLE_RATE, atomic_dir, read_audio, write_audio
+from workflow_scripts.logs import setup_logging
 
 log = logging.getLogger("prepare_pretrain_pool")
 FREE_SOUND = "free-sound"
@@ -101,8 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="processes reading audio headers")
     parser.add_argument("--out-dir", type=Path, required=True, help="gets speech/, noises/, val_noises/")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     if args.num_val_noises < 1 or args.workers < 1:
         raise ValueError("--num-val-noises and --workers must be >= 1")
 

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from workflow_scripts import corpora
 from workflow_scripts.audio import SAMPLE_RATE, atomic_write_text, write_audio
 from workflow_scripts.build_world import write_test_folder
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.speaker_data import (
     audio_files,
     choose_test_utterances,
@@ -220,8 +221,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     record = prepare(args)
     log.info("%s: %s; %d sentences, %d noises, test set: %s (%d mixtures)", args.speaker, args.out_dir,
              record["sentences"]["count"], len(record["noises"]), record["test"]["kind"],

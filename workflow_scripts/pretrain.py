@@ -20,6 +20,7 @@ import torch
 
 from workflow_scripts.audio import atomic_dir
 from workflow_scripts.convtasnet import MODEL_SIZES, build_model, count_parameters
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.training import (
     VAL_METRICS,
     AudioFiles,
@@ -65,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     args = parse_args(argv)
     recipe = recipe_from_args(args)
     if args.read_threads < 1:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from workflow_scripts.audio import atomic_write_text, read_audio
 from workflow_scripts.evaluate import INPUT_METRICS, read_test_folder, score_signals
+from workflow_scripts.logs import setup_logging
 
 log = logging.getLogger("score_mixtures")
 
@@ -34,7 +35,7 @@ def main(argv=None) -> None:
     parser.add_argument("--test-dir", required=True, help="test folder (test.csv)")
     parser.add_argument("--out-csv", required=True, help="per-mixture scores")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     scores = score_mixtures(args.test_dir)
     atomic_write_text(args.out_csv, scores.to_csv(index=False, float_format="%.4f"))
     log.info("%s: mean %s", args.test_dir, scores.drop(columns=["mixture_id", "notes"]).mean().round(3).to_dict())

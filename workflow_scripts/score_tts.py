@@ -42,6 +42,7 @@ from workflow_scripts.asr import ASR_CHOICES, ASRUnavailable, load_asr, normaliz
 from workflow_scripts.audio import SAMPLE_RATE, atomic_write_text, read_audio
 from workflow_scripts.clone_voice import resolve_device
 from workflow_scripts.gpu import release_gpu
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.mos import MOS_CHOICES, PREDICTORS, UTMOS_HUB_REPO, load_predictors
 from workflow_scripts.speaker_similarity import (
     XVECTOR_DEFAULT_SOURCE,
@@ -284,8 +285,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-utterances", type=int, default=0,
                         help="score only the first N utterances of the folder (0: all)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     score_tts(args.enrollment, args.speech_dir, args.out_csv, args.out_summary, asr=args.asr,
               model_dir=args.model_dir, whisper_model=args.whisper_model, device=args.device,
               max_utterances=args.max_utterances, secs_xvector_model=args.secs_xvector_model,

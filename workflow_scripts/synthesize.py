@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from workflow_scripts.audio import SAMPLE_RATE, atomic_dir, peak_normalize, resample, write_audio
 from workflow_scripts.clone_voice import load_backend, parse_options
+from workflow_scripts.logs import setup_logging
 from workflow_scripts.tts import TTSBackend
 
 log = logging.getLogger("synthesize")
@@ -227,8 +228,7 @@ def main(argv=None) -> int:
                         help="model caches (workflow_scripts.model_cache); backends that load weights use it")
     parser.add_argument("--out-dir", required=True, type=Path, help="speech folder to write")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     synthesize(args.backend, parse_options(args.options_json), args.voice, args.sentences,
                args.num_utterances, args.speaker, args.tts, args.seed, args.out_dir, device=args.device,
                max_retries=args.max_retries, min_utterances=args.min_utterances, batch_size=args.batch_size,
