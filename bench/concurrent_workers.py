@@ -11,10 +11,21 @@ over all the audio, which is what a device shared by that many jobs delivers.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import time
 from pathlib import Path
+
+
+def add_worker_args(parser: argparse.ArgumentParser, what: str) -> None:
+    """--processes (the runs to make) and the hidden --ready/--go of a worker; `what` says
+    what every worker does."""
+    parser.add_argument("--processes", type=int, nargs="+", default=None,
+                        help=f"run N worker processes at once on the device, for each N given ({what}); "
+                             "report their combined rate")
+    parser.add_argument("--ready", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--go", type=Path, default=None, help=argparse.SUPPRESS)
 
 
 def wait_for_go(ready: Path, go: Path, poll_s: float = 0.05) -> None:

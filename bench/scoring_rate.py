@@ -53,6 +53,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from bench.concurrent_workers import add_worker_args
 from bench.tts_rtf_xtts import first_sentences, synchronize, voiced_clip
 from workflow_scripts.asr import WHISPER_BATCH_SIZE, WhisperTranscriber
 from workflow_scripts.audio import SAMPLE_RATE
@@ -218,13 +219,9 @@ def main(argv=None) -> int:
     parser.add_argument("--budget-s", type=float, default=300.0,
                         help="start no further component after this many seconds from the start")
     parser.add_argument("--out-json", type=Path, default=None)
-    parser.add_argument("--processes", type=int, nargs="+", default=None,
-                        help="run N worker processes at once on the device, for each N given: each scores the "
-                             "same clips with Whisper (decoding capped at the sentences' token count) and "
-                             "Resemblyzer SECS; report their combined rate")
+    add_worker_args(parser, "each scores the same clips with Whisper, decoding capped at the sentences' token "
+                            "count, and Resemblyzer SECS")
     parser.add_argument("--whisper-checkpoint", type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--ready", type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--go", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.processes:
         return concurrent(args)

@@ -36,6 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.concurrent_workers import add_worker_args
 from tests.tiny_coqui import XTTS_V2_SIZES, build_xtts
 from workflow_scripts.tts import get_backend
 
@@ -111,12 +112,8 @@ def main(argv=None) -> int:
     parser.add_argument("--num-sentences", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=8, help="texts per synthesize_batch call")
     parser.add_argument("--out-json", type=Path, default=None)
-    parser.add_argument("--processes", type=int, nargs="+", default=None,
-                        help="run N worker processes at once on the device, for each N given (the same "
-                             "sentences and seeds in every process), and report their combined rate")
+    add_worker_args(parser, "the same sentences and seeds in every process")
     parser.add_argument("--model", type=Path, default=None, help="load this model folder instead of building one")
-    parser.add_argument("--ready", type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--go", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.processes:
         return concurrent(args)

@@ -38,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.concurrent_workers import add_worker_args
 from bench.tts_rtf_xtts import first_sentences, load_backend, synchronize, voiced_clip
 from tests.tiny_coqui import YOURTTS_SIZES, build_yourtts
 
@@ -87,13 +88,9 @@ def main(argv=None) -> int:
     parser.add_argument("--budget-s", type=float, default=150.0,
                         help="start no new batch after this many seconds from the start")
     parser.add_argument("--out-json", type=Path, default=None)
-    parser.add_argument("--processes", type=int, nargs="+", default=None,
-                        help="run N worker processes at once on the device, for each N given (the same "
-                             "sentences, seeds and --length-scale in every process); report their combined rate")
+    add_worker_args(parser, "the same sentences, seeds and --length-scale in every process")
     parser.add_argument("--length-scale", type=float, default=None, help="fixed length_scale (one pass)")
     parser.add_argument("--model", type=Path, default=None, help="load this model folder instead of building one")
-    parser.add_argument("--ready", type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--go", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.processes:
         return concurrent(args)

@@ -4,16 +4,7 @@
 # number of slots). Logs each job's "job on GPU k (slot s)" line, samples nvidia-smi every second,
 # and prints the wall time of each run. Inputs as for run.sh (made on the CPU first).
 set -euo pipefail
-out=${OUT:-bench/gpu_slice/out}
-mkdir -p "$out"
-smk=(python -m snakemake --snakefile Snakefile --configfile bench/gpu_slice/config_slots.yaml
-     --directory .devslice --scheduler greedy --cores 16 --rerun-triggers mtime
-     --allowed-rules finetune evaluate_finetuned evaluate_generalist score_mixtures)
-targets=()
-for c in gt worldclone; do for s in 20utt 40utt; do targets+=("results/eval/tiny/$c/$s/spk01.json"); done; done
-targets+=(results/eval/tiny/generalist/spk01.json)
-python -m snakemake --snakefile Snakefile --configfile bench/gpu_slice/config_slots.yaml \
-  --directory .devslice --cores 1 --touch results/speech/worldclone/spk01 >/dev/null 2>&1 || true
+source "$(dirname "$0")/slots_common.sh"
 for jobs in 1 4; do
   rm -rf .devslice/results/finetune .devslice/results/eval .devslice/logs/finetune .devslice/logs/evaluate \
     .devslice/results/*.resume.pt /tmp/genda-pse-gpus
@@ -22,7 +13,7 @@ for jobs in 1 4; do
      > "$out/nvidia_smi_jobs$jobs.txt" 2>&1 &
   sampler=$!
   start=$(date +%s.%N)
-  GENDA_JOBS_PER_GPU=$jobs "${smk[@]}" -- "${targets[@]}" > "$out/snakemake_jobs$jobs.log" 2>&1
+  GENDA_JOBS_PER_GPU=$jobs "${smk[@]}" "${gpu_rules[@]}" -- "${targets[@]}" > "$out/snakemake_jobs$jobs.log" 2>&1
   end=$(date +%s.%N)
   kill $sampler
   echo "GENDA_JOBS_PER_GPU=$jobs: wall $(python -c "print(round($end - $start, 1))") s"

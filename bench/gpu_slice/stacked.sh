@@ -5,14 +5,7 @@
 # crops mixed on the GPU). Prints each run's wall time and each fine-tune's best step and validation
 # SDR. Inputs as for run.sh (made on the CPU first).
 set -euo pipefail
-out=${OUT:-bench/gpu_slice/out}
-mkdir -p "$out"
-smk=(python -m snakemake --snakefile Snakefile --configfile bench/gpu_slice/config_slots.yaml
-     --directory .devslice --scheduler greedy --cores 16 --rerun-triggers mtime)
-targets=()
-for c in gt worldclone; do for s in 20utt 40utt; do targets+=("results/eval/tiny/$c/$s/spk01.json"); done; done
-targets+=(results/eval/tiny/generalist/spk01.json)
-"${smk[@]}" --touch results/speech/worldclone/spk01 >/dev/null 2>&1 || true
+source "$(dirname "$0")/slots_common.sh"
 for mode in processes stacked; do
   rm -rf .devslice/results/finetune .devslice/results/eval .devslice/logs/finetune* .devslice/logs/evaluate \
     .devslice/results/*.resume.pt /tmp/genda-pse-gpus
@@ -20,7 +13,7 @@ for mode in processes stacked; do
     extra=(--config "finetune_stacking={by: speaker, precision: tf32, batches: device}"
            --allowed-rules finetune_stacked evaluate_finetuned evaluate_generalist score_mixtures)
   else
-    extra=(--allowed-rules finetune evaluate_finetuned evaluate_generalist score_mixtures)
+    extra=("${gpu_rules[@]}")
   fi
   start=$(date +%s.%N)
   GENDA_JOBS_PER_GPU=4 "${smk[@]}" "${extra[@]}" -- "${targets[@]}" > "$out/snakemake_$mode.log" 2>&1

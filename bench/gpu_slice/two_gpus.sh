@@ -5,16 +5,8 @@
 # wall time, which GPU each job logged, and the most processes seen on a GPU at once.
 # Inputs as for run.sh (made on the CPU first).
 set -euo pipefail
-out=${OUT:-bench/gpu_slice/out}
-mkdir -p "$out"
-smk=(python -m snakemake --snakefile Snakefile --configfile bench/gpu_slice/config_slots.yaml
-     --directory .devslice --scheduler greedy --cores 16 --rerun-triggers mtime
-     --allowed-rules finetune evaluate_finetuned evaluate_generalist score_mixtures)
-targets=()
-for c in gt worldclone; do for s in 20utt 40utt; do targets+=("results/eval/tiny/$c/$s/spk01.json"); done; done
-targets+=(results/eval/tiny/generalist/spk01.json)
+source "$(dirname "$0")/slots_common.sh"
 nvidia-smi -L
-"${smk[@]}" --touch results/speech/worldclone/spk01 >/dev/null 2>&1 || true
 for gpus in 0 0,1; do
   rm -rf .devslice/results/finetune .devslice/results/eval .devslice/logs/finetune .devslice/logs/evaluate \
     .devslice/results/*.resume.pt /tmp/genda-pse-gpus
@@ -23,7 +15,7 @@ for gpus in 0 0,1; do
      | tr -s ' \n' '  ')"; sleep 1; done) > "$out/nvidia_smi_$tag.txt" 2>&1 &
   sampler=$!
   start=$(date +%s.%N)
-  CUDA_VISIBLE_DEVICES=$gpus GENDA_JOBS_PER_GPU=1 "${smk[@]}" -- "${targets[@]}" > "$out/snakemake_$tag.log" 2>&1
+  CUDA_VISIBLE_DEVICES=$gpus GENDA_JOBS_PER_GPU=1 "${smk[@]}" "${gpu_rules[@]}" -- "${targets[@]}" > "$out/snakemake_$tag.log" 2>&1
   end=$(date +%s.%N)
   kill $sampler
   echo "CUDA_VISIBLE_DEVICES=$gpus: wall $(python -c "print(round($end - $start, 1))") s"
