@@ -75,8 +75,10 @@ else:
                 recipe=cli_args(config["finetune"]),
                 precision=FINETUNE_STACKING["precision"],
                 batches=FINETUNE_STACKING["batches"],
+                # a killed job started again continues from here (removed when done)
+                resume="results/finetune/{model}/{speaker}.stack.resume.pt",
             shell:
                 "python -m workflow_scripts.finetune_stacked --init {input.generalist}"
                 " --noise-dir {input.noises} {params.members} {params.recipe}"
                 " --precision {params.precision} --batches {params.batches}"
-                " --threads {threads} 2> {log}"
+                " --threads {threads} --resume-file {params.resume} 2> {log}"

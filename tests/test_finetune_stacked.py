@@ -9,7 +9,9 @@ training and leaves no folder behind; with stacking on, the DAG has one fine-tun
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +166,39 @@ def test_a_failed_member_fails_the_job_and_nothing_is_written(speaker, tmp_path,
     with pytest.raises(finetune_stacked.StackedTrainingError, match=r"member 2 \(.*clone.*\): training diverged"):
         finetune_stacked.main(args)
     assert not (tmp_path / "out").exists()
+
+
+
+def test_a_killed_stacked_run_continues_from_its_resume_file(speaker, tmp_path, monkeypatch, one_thread):
+    def members(root):
+        return [(speaker["gt"], 3, 2, root / "gt"), (speaker["clone"], 6, 2, root / "clone")]
+
+    finetune_stacked.main(stacked_args(speaker, members(tmp_path / "whole")))
+
+    class SigtermAtThirdDraw(finetune_stacked.DeviceCropMixer):
+        drawn = 0
+
+        def draw(self):
+            SigtermAtThirdDraw.drawn += 1
+            if SigtermAtThirdDraw.drawn == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().draw()
+
+    resume = tmp_path / "stack.resume.pt"
+    killed = stacked_args(speaker, members(tmp_path / "resumed"), "--resume-file", str(resume), "--resume-every", "100")
+    with monkeypatch.context() as patch:
+        patch.setattr(finetune_stacked, "DeviceCropMixer", SigtermAtThirdDraw)
+        with pytest.raises(SystemExit):
+            finetune_stacked.main(killed)
+    assert resume.is_file() and not (tmp_path / "resumed").exists()
+    assert torch.load(resume, weights_only=False)["loop"]["step"] == 3
+
+    finetune_stacked.main(killed)
+    assert not resume.exists()
+    for (*_, whole), (*_, resumed) in zip(members(tmp_path / "whole"), members(tmp_path / "resumed")):
+        pd.testing.assert_frame_equal(pd.read_csv(resumed / "training_log.csv"), pd.read_csv(whole / "training_log.csv"))
+        for name, value in load_checkpoint(whole / "model.pt")[0].state_dict().items():
+            torch.testing.assert_close(load_checkpoint(resumed / "model.pt")[0].state_dict()[name], value, rtol=0, atol=0)
 
 
 # ---- the rules ---------------------------------------------------------------------------------

@@ -8,8 +8,11 @@ over the few steps run.
 """
 
 import copy
+import os
+import signal
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -237,3 +240,72 @@ def test_compiled_step_matches_eager():
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
     # Adam's normalised step turns float rounding in tiny gradients into up to ~1% of an lr-sized move
     torch.testing.assert_close(after[True][1], after[False][1], rtol=1e-4, atol=2e-5)
+
+
+class SigtermAt:
+    """Batches that send this process SIGTERM while drawing step `at` (as a
+    scheduler's time limit would), then draw on as the wrapped batches do."""
+
+    def __init__(self, batches, at: int):
+        self.batches, self.at, self.drawn = batches, at, 0
+
+    def draw(self):
+        self.drawn += 1
+        if self.drawn == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.batches.draw()
+
+    def __getattr__(self, name):
+        return getattr(self.batches, name)
+
+
+@pytest.mark.parametrize("kind", ["device", "plain"])
+def test_killed_stack_resumes_where_it_stopped(tmp_path, kind):
+    # Model 1 stops early (step 2) before the SIGTERM at step 4, so the resume
+    # file holds a finished model, a compacted stack and a mid-window loss sum.
+    recipes = [
+        Recipe(batch_size=4, crop_seconds=CROP_SECONDS, lr=1e-3, max_steps=8, val_every=3, patience=5, seed=0),
+        Recipe(batch_size=4, crop_seconds=CROP_SECONDS, lr=3e-2, max_steps=8, val_every=1, patience=1, seed=1),
+        Recipe(batch_size=4, crop_seconds=CROP_SECONDS, lr=3e-4, max_steps=8, val_every=3, patience=5, seed=2),
+    ]
+    data = [model_data(k) for k in range(3)]
+
+    def run(resume_file=None, fingerprint="run", sigterm_at=None):
+        models = initial_models(3, Float64ConvTasNet, torch.float64)
+        if kind == "device":
+            batches = DeviceCropMixer([d[0] for d in data], [d[1] for d in data], recipes, seed=0)
+        else:
+            batches = CropMixerBatches([CropMixer(u, n, r) for (u, n, _), r in zip(data, recipes)], recipes)
+        if sigterm_at is not None:
+            batches = SigtermAt(batches, sigterm_at)
+        validation = StackedValidation([d[2] for d in data])
+        step_losses = []
+        results = train_stacked(models, batches, validation, recipes, "cpu", dtype=torch.float64,
+                                step_losses=step_losses, progress=False, resume_file=resume_file,
+                                fingerprint=fingerprint, resume_every=100)
+        return results, models, step_losses
+
+    whole, whole_models, whole_losses = run()
+    assert whole[1].history[-1]["step"] < 4 <= whole[0].history[-1]["step"]
+
+    resume = tmp_path / "stack.resume.pt"
+    with pytest.raises(SystemExit):
+        run(resume, sigterm_at=4)
+    assert resume.is_file()
+    saved = torch.load(resume, weights_only=False)
+    assert saved["loop"]["step"] == 4 and saved["loop"]["ids"] == [0, 2]
+
+    # a resume file of another run (fingerprint) is ignored: that run starts at step 0
+    _, _, other_losses = run(resume, fingerprint="another run")
+    assert [len(c) for c in other_losses] == [len(c) for c in whole_losses]
+
+    # the run itself continues from step 4 and ends exactly as the uninterrupted one
+    resumed, resumed_models, resumed_losses = run(resume)
+    for k in range(3):
+        assert pd.DataFrame(resumed[k].history).equals(pd.DataFrame(whole[k].history)), f"model {k}"
+        assert resumed[k].best_step == whole[k].best_step
+        np.testing.assert_array_equal(resumed_losses[k], whole_losses[k])
+        for name, value in whole[k].best_state.items():
+            torch.testing.assert_close(resumed[k].best_state[name], value, rtol=0, atol=0)
+        for name, value in whole_models[k].state_dict().items():
+            torch.testing.assert_close(resumed_models[k].state_dict()[name], value, rtol=0, atol=0)

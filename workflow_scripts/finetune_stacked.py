@@ -12,8 +12,14 @@ folders appear only when every member has trained, none if one fails.
 CropMixer per member, on the CPU): with `--precision fp32` the results equal
 separate finetune.py runs up to float rounding. `--batches device` mixes crops
 on the device with the same law (DeviceCropMixer), which is what makes a
-stack fast on a GPU. A stacked run writes no resume file: a killed job starts
-again from step 0.
+stack fast on a GPU.
+
+With `--resume-file`, the whole stack's state is written there every
+`--resume-every` steps (default 300) and on SIGTERM, and a killed run started
+again with the same arguments and data continues from it (on the CPU it ends
+exactly as an uninterrupted run); the file is deleted once the outputs are
+written. A file of other arguments, another generalist or other data is
+ignored.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import hashlib
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +43,7 @@ from workflow_scripts.finetune import DEFAULTS, finetune_info
 from workflow_scripts.logs import setup_logging
 from workflow_scripts.stacked import (
     PRECISIONS,
+    STACKED_RESUME_EVERY,
     CropMixerBatches,
     DeviceCropMixer,
     StackedValidation,
@@ -50,6 +59,7 @@ from workflow_scripts.training import (
     read_noise_table,
     read_speech_folder,
     recipe_from_args,
+    remove_resume,
     resolve_device,
     seed_everything,
     validation_set,
@@ -106,6 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         " member's batches exactly as finetune.py draws them (CropMixer on the CPU)",
     )
     add_recipe_args(parser, DEFAULTS)
+    parser.set_defaults(resume_every=STACKED_RESUME_EVERY)
     return parser.parse_args(argv)
 
 
@@ -169,6 +180,22 @@ def member_config(args: argparse.Namespace, member: Member, num_members: int) ->
     }
 
 
+def stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) -> str:
+    """A hash of what a stacked run depends on: recipe, precision, batches, the
+    generalist's weights, and every member's training and validation audio in
+    order (training.training_fingerprint's, for a stack)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([asdict(recipe), args.precision, args.batches, len(train_sets)]).encode())
+    for key, value in generalist.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    for signals in [noises, *train_sets, *([a for pair in pairs for a in pair] for pairs in val_sets)]:
+        digest.update(str(len(signals)).encode())
+        for audio in signals:
+            digest.update(np.ascontiguousarray(audio).tobytes())
+    return digest.hexdigest()
+
+
 def main(argv=None) -> None:
     setup_logging()
     args = parse_args(argv)
@@ -178,8 +205,6 @@ def main(argv=None) -> None:
             f"--val-metric {recipe.val_metric}: stacked fine-tuning selects the best step and stops"
             " early by validation SDR only; use --val-metric sdr, or finetune.py per condition"
         )
-    if args.resume_file is not None:
-        raise ValueError("--resume-file: stacked fine-tuning writes no resume file (a killed job starts again)")
 
     # every member's inputs, before any audio is read
     members = parse_members(args.member)
@@ -214,7 +239,9 @@ def main(argv=None) -> None:
         batches = DeviceCropMixer(train_sets, [noises] * len(members), recipes, device, seed=recipe.seed)
     validation = StackedValidation(val_sets, device)
     models = [copy.deepcopy(generalist) for _ in members]
-    results = train_stacked(models, batches, validation, recipes, device, precision=args.precision)
+    fingerprint = stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) if args.resume_file else ""
+    results = train_stacked(models, batches, validation, recipes, device, precision=args.precision,
+                            resume_file=args.resume_file, fingerprint=fingerprint, resume_every=args.resume_every)
 
     failed = [(member, result) for member, result in zip(members, results) if isinstance(result, BaseException)]
     if failed:
@@ -241,6 +268,7 @@ def main(argv=None) -> None:
             write_training_outputs(tmp, model, result, member_config(args, member, len(members)), training_info)
     for member in members:
         log.info("wrote %s", member.out_dir)
+    remove_resume(args.resume_file)
 
 
 if __name__ == "__main__":

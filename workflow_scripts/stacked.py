@@ -34,15 +34,18 @@ graph helps only for small K.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
+import random
 import warnings
+from pathlib import Path
+from signal import SIGTERM
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
-
 from workflow_scripts.audio import SAMPLE_RATE
 from workflow_scripts.convtasnet import ConvTasNet, resolve_config
 from workflow_scripts.metrics import NP_EPS, sdr_torch
@@ -50,10 +53,14 @@ from workflow_scripts.training import (
     GRAD_CLIP_NORM,
     MAX_DRAWS,
     PEAK,
+    RESUME_FORMAT,
     CropMixer,
     DataError,
     Recipe,
+    StopRequest,
     TrainResult,
+    atomic_path,
+    load_resume,
 )
 
 log = logging.getLogger(__name__)
@@ -62,6 +69,8 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, as training.train uses
 ADAM_EPS = 1e-8
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
+STACKED_RESUME_EVERY = 300  # steps between resume files (a few seconds of a stack's time)
+STACKED_RESUME_KIND = "stacked"
 
 
 # ---- K models as one ------------------------------------------------------------
@@ -321,6 +330,13 @@ class StackedAdam:
         for name in ("lr", "steps", "exp_avg", "exp_avg_sq"):
             setattr(self, name, getattr(self, name).index_select(0, index))
 
+    def state(self) -> dict:
+        return {name: getattr(self, name).detach().cpu().clone() for name in ("steps", "exp_avg", "exp_avg_sq")}
+
+    def load_state(self, state: dict) -> None:
+        for name, value in state.items():
+            getattr(self, name).copy_(value)
+
 
 # ---- training batches ---------------------------------------------------------------
 
@@ -348,6 +364,13 @@ class CropMixerBatches:
         self.mixers = [self.mixers[k] for k in rows]
         self.recipes = [self.recipes[k] for k in rows]
         self.rngs = [self.rngs[k] for k in rows]
+
+    def state(self) -> dict:
+        return {"rngs": [rng.bit_generator.state for rng in self.rngs]}
+
+    def load_state(self, state: dict) -> None:
+        for rng, saved in zip(self.rngs, state["rngs"], strict=True):
+            rng.bit_generator.state = saved
 
 
 def _pack(signals_per_model: list[list[np.ndarray]], device) -> dict:
@@ -466,6 +489,13 @@ class DeviceCropMixer:
 
     def keep(self, rows: list[int]) -> None:
         self._rows = self._rows[torch.as_tensor(rows, device=self.device, dtype=torch.long)]
+
+    def state(self) -> dict:
+        return {"generator": self.generator.get_state(), "draw_failed": self.draw_failed.cpu()}
+
+    def load_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.draw_failed.copy_(state["draw_failed"])
 
 
 def _cyclic_nonzero(nonzero, start, length, offset, n):
@@ -664,7 +694,9 @@ class StackedStep:
 
 def train_stacked(models: list[ConvTasNet], batches, validation: StackedValidation, recipes: list[Recipe],
                   device="cpu", *, dtype=torch.float32, precision: str = "fp32", cuda_graph: bool = False,
-                  compile: bool | str = False, step_losses: list | None = None, progress: bool = True) -> list:
+                  compile: bool | str = False, step_losses: list | None = None, progress: bool = True,
+                  resume_file: str | Path | None = None, fingerprint: str = "",
+                  resume_every: int = STACKED_RESUME_EVERY) -> list:
     """training.train for K models at once.
 
     Returns, per model in order, its TrainResult, or the exception that ended
@@ -673,9 +705,19 @@ def train_stacked(models: list[ConvTasNet], batches, validation: StackedValidati
     left in its final state, as training.train leaves it. `batches` is a
     DeviceCropMixer or CropMixerBatches for the same models; `step_losses`,
     if given, receives each model's per-step losses (numpy arrays).
+
+    With `resume_file`, the whole state of the stack (weights, Adam, the
+    early-stopping bookkeeping of every model, the models already finished,
+    the crop sampler's random state) is written there every `resume_every`
+    steps and on SIGTERM (after the step under way, then SystemExit), and a
+    run given a file that holds a state of the same `fingerprint` (what the
+    caller's data, models and recipe hash to) continues from it: on the CPU it
+    ends exactly as an uninterrupted run.
     """
     if len(models) != len(recipes):
         raise ValueError(f"{len(models)} models but {len(recipes)} recipes")
+    if resume_every < 1:
+        raise ValueError(f"resume_every must be at least 1, got {resume_every}")
     _check_same(recipes, ("batch_size", "crop_seconds"))
     other_metrics = sorted({r.val_metric for r in recipes} - {"sdr"})
     if other_metrics:
@@ -683,90 +725,210 @@ def train_stacked(models: list[ConvTasNet], batches, validation: StackedValidati
     device = torch.device(device)
     stack = StackedConvTasNet.from_models(models, device, dtype)
     optimizer = StackedAdam(stack, [r.lr for r in recipes])
-    ids = list(range(len(models)))  # row -> model
-    results: list = [None] * len(models)
-    logged_losses: list[list[torch.Tensor]] = []
+    resume_file = Path(resume_file) if resume_file is not None else None
+    saved = load_stacked_resume(resume_file, fingerprint) if resume_file is not None else None
 
-    with precision_mode(precision) as autocast_dtype:
+    with precision_mode(precision) as autocast_dtype, StopRequest() as stop:
         step_fn = StackedStep(stack, optimizer, autocast_dtype, cuda_graph, compile=compile)
-        best_val = validation.mean_sdr_db(stack)
-        best_flat = stack.flat.clone()
-        histories = [[{"step": 0, "train_loss": math.nan, "val_sdr_db": float(v), "best": True}] for v in best_val]
-        best_step, stale = [0] * len(models), [0] * len(models)
-        best_val = [float(v) for v in best_val]
-        loss_sum = torch.zeros(len(models), dtype=torch.float64, device=device)
-        loss_count = [0] * len(models)
-        first_bad_step = torch.zeros(len(models), dtype=torch.long, device=device)
+        if saved is None:
+            loop = StackedLoop.start(validation.mean_sdr_db(stack), stack.flat.clone(), device)
+        else:
+            loop = StackedLoop.restore(saved, models, stack, optimizer, batches, validation, device)
+            log.info("resumed from %s at step %d (%d of %d models still training)", resume_file, loop.step,
+                     len(loop.ids), len(models))
         max_steps = max(r.max_steps for r in recipes)
-        steps = tqdm(range(1, max_steps + 1), desc="train", unit="step", mininterval=5.0, disable=not progress)
+        steps = tqdm(range(loop.step + 1, max_steps + 1), desc="train", unit="step", mininterval=5.0,
+                     initial=loop.step, total=max_steps, disable=not progress)
         for step in steps:
+            loop.step = step
             mixtures, cleans = batches.draw()
             losses = step_fn(mixtures, cleans)
-            loss_sum += losses.double()
-            first_bad_step = torch.where((first_bad_step == 0) & ~torch.isfinite(losses), step, first_bad_step)
+            loop.loss_sum += losses.double()
+            loop.first_bad_step = torch.where((loop.first_bad_step == 0) & ~torch.isfinite(losses), step,
+                                              loop.first_bad_step)
             if step_losses is not None:
-                logged_losses.append(torch.full((len(models),), math.nan, device=device).index_copy(
-                    0, torch.as_tensor(ids, device=device), losses.float()))
-            for row in range(len(ids)):
-                loss_count[row] += 1
-            due = [row for row, k in enumerate(ids)
+                loop.logged_losses.append(torch.full((len(models),), math.nan, device=device).index_copy(
+                    0, torch.as_tensor(loop.ids, device=device), losses.float()))
+            for row in range(len(loop.ids)):
+                loop.loss_count[row] += 1
+            due = [row for row, k in enumerate(loop.ids)
                    if step % recipes[k].val_every == 0 or step == recipes[k].max_steps]
-            if not due:
-                continue
-            val = validation.mean_sdr_db(stack)
-            window_loss = (loss_sum / torch.tensor(loss_count, device=device)).cpu().numpy()
-            bad, draw_failed = first_bad_step.cpu().numpy(), batches.failed().numpy()
-            finished = []
-            for row in due:
-                k = ids[row]
-                if bad[row]:
-                    results[k] = FloatingPointError(f"training diverged at step {int(bad[row])}: loss not finite")
-                    finished.append(row)
-                    continue
-                if draw_failed[row]:
-                    results[k] = DataError(f"{MAX_DRAWS} draws in a row gave a silent speech or noise crop")
-                    finished.append(row)
-                    continue
-                improved = val[row] > best_val[k]
-                histories[k].append({"step": step, "train_loss": float(window_loss[row]),
-                                     "val_sdr_db": float(val[row]), "best": bool(improved)})
-                loss_sum[row], loss_count[row] = 0.0, 0
-                if improved:
-                    best_val[k], best_step[k], stale[k] = float(val[row]), step, 0
-                    best_flat[row].copy_(stack.flat[row])
-                else:
-                    stale[k] += 1
-                    if stale[k] >= recipes[k].patience:
-                        log.info("model %d: early stop at step %d", k, step)
-                        finished.append(row)
-                        continue
-                if step == recipes[k].max_steps:
-                    finished.append(row)
-            for row in finished:
-                k = ids[row]
-                models[k].load_state_dict(stack.state_dict_of(row))
-                if results[k] is None:
-                    results[k] = TrainResult(histories[k], stack.state_dict_of(row, best_flat),
-                                             best_step[k], best_val[k])
-            if finished:
-                rows = [row for row in range(len(ids)) if row not in finished]
-                if not rows:
-                    break
-                ids = [ids[row] for row in rows]
-                for part in (stack, optimizer, batches, validation):
-                    part.keep(rows)
-                index = torch.as_tensor(rows, device=device)
-                best_flat, loss_sum, first_bad_step = (
-                    t.index_select(0, index) for t in (best_flat, loss_sum, first_bad_step)
-                )
-                loss_count = [loss_count[row] for row in rows]
-                step_fn.reset()
-                steps.set_postfix(models=len(ids))
+            if due:
+                finished = loop.validate(due, validation.mean_sdr_db(stack), batches.failed().numpy(), recipes,
+                                         models, stack)
+                if finished:
+                    rows = [row for row in range(len(loop.ids)) if row not in finished]
+                    if not rows:
+                        break
+                    for part in (stack, optimizer, batches, validation, loop):
+                        part.keep(rows)
+                    step_fn.reset()
+                    steps.set_postfix(models=len(loop.ids))
+            if resume_file is not None and step < max_steps and (step % resume_every == 0 or stop.requested):
+                save_stacked_resume(resume_file, fingerprint, loop, stack, optimizer, batches)
+            if stop.requested and step < max_steps:
+                log.warning("SIGTERM: stopped after step %d%s", step,
+                            f"; run again to continue from {resume_file}" if resume_file else "")
+                raise SystemExit(128 + SIGTERM)
         steps.close()
     if step_losses is not None:
-        curves = torch.stack(logged_losses).cpu().numpy() if logged_losses else np.zeros((0, len(models)))
+        curves = (torch.stack(loop.logged_losses).cpu().numpy() if loop.logged_losses
+                  else np.zeros((0, len(models))))
         step_losses[:] = [curves[:, k][~np.isnan(curves[:, k])] for k in range(len(models))]
-    return results
+    return loop.results
+
+
+class StackedLoop:
+    """train_stacked's bookkeeping: the models still training (`ids`: row ->
+    model), each model's validation history, best score, best weights (rows of
+    `best_flat`) and stale count, the running train loss since its last
+    validation, the first step whose loss was not finite, and the results of
+    the models that have finished."""
+
+    def __init__(self, num_models: int, device) -> None:
+        self.step = 0
+        self.ids = list(range(num_models))
+        self.results: list = [None] * num_models
+        self.final_states: dict[int, dict] = {}  # model -> its weights when it finished
+        self.histories: list[list[dict]] = [[] for _ in range(num_models)]
+        self.best_val = [math.nan] * num_models
+        self.best_step, self.stale = [0] * num_models, [0] * num_models
+        self.loss_count = [0] * num_models
+        self.loss_sum = torch.zeros(num_models, dtype=torch.float64, device=device)
+        self.first_bad_step = torch.zeros(num_models, dtype=torch.long, device=device)
+        self.best_flat: torch.Tensor | None = None
+        self.logged_losses: list[torch.Tensor] = []
+
+    @classmethod
+    def start(cls, initial_val: np.ndarray, flat: torch.Tensor, device) -> StackedLoop:
+        loop = cls(len(initial_val), device)
+        loop.best_flat = flat
+        loop.best_val = [float(v) for v in initial_val]
+        loop.histories = [[{"step": 0, "train_loss": math.nan, "val_sdr_db": float(v), "best": True}]
+                          for v in initial_val]
+        return loop
+
+    TENSORS = ("loss_sum", "first_bad_step", "best_flat")
+    LISTS = ("step", "ids", "results", "final_states", "histories", "best_val", "best_step", "stale", "loss_count")
+
+    def state(self) -> dict:
+        state = {name: copy.deepcopy(getattr(self, name)) for name in self.LISTS}
+        state.update({name: getattr(self, name).detach().cpu().clone() for name in self.TENSORS})
+        state["logged_losses"] = [t.cpu() for t in self.logged_losses]
+        return state
+
+    @classmethod
+    def restore(cls, saved: dict, models, stack, optimizer, batches, validation, device) -> StackedLoop:
+        """The loop of a resume file, and every part brought to its state."""
+        loop = cls(len(models), device)
+        for name in cls.LISTS:
+            setattr(loop, name, saved["loop"][name])
+        for name in cls.TENSORS:
+            setattr(loop, name, saved["loop"][name].to(device))
+        loop.logged_losses = [t.to(device) for t in saved["loop"]["logged_losses"]]
+        for part in (stack, optimizer, batches, validation):
+            part.keep(loop.ids)
+        with torch.no_grad():
+            stack.flat.copy_(saved["flat"])
+        optimizer.load_state(saved["optimizer"])
+        batches.load_state(saved["batches"])
+        for k, state_dict in loop.final_states.items():
+            models[k].load_state_dict(state_dict)
+        _set_random_states(saved["random"], device)
+        return loop
+
+    def validate(self, due: list[int], val: np.ndarray, draw_failed: np.ndarray, recipes, models, stack) -> list[int]:
+        """Record the validation of the rows `due`; returns the rows that finished
+        (stopped early, reached their last step, diverged or ran out of crops)."""
+        window_loss = (self.loss_sum / torch.tensor(self.loss_count, device=self.loss_sum.device)).cpu().numpy()
+        bad = self.first_bad_step.cpu().numpy()
+        finished = []
+        for row in due:
+            k = self.ids[row]
+            if bad[row]:
+                self.results[k] = FloatingPointError(f"training diverged at step {int(bad[row])}: loss not finite")
+                finished.append(row)
+                continue
+            if draw_failed[row]:
+                self.results[k] = DataError(f"{MAX_DRAWS} draws in a row gave a silent speech or noise crop")
+                finished.append(row)
+                continue
+            improved = val[row] > self.best_val[k]
+            self.histories[k].append({"step": self.step, "train_loss": float(window_loss[row]),
+                                      "val_sdr_db": float(val[row]), "best": bool(improved)})
+            self.loss_sum[row], self.loss_count[row] = 0.0, 0
+            if improved:
+                self.best_val[k], self.best_step[k], self.stale[k] = float(val[row]), self.step, 0
+                self.best_flat[row].copy_(stack.flat[row])
+            else:
+                self.stale[k] += 1
+                if self.stale[k] >= recipes[k].patience:
+                    log.info("model %d: early stop at step %d", k, self.step)
+                    finished.append(row)
+                    continue
+            if self.step == recipes[k].max_steps:
+                finished.append(row)
+        for row in finished:
+            k = self.ids[row]
+            self.final_states[k] = stack.state_dict_of(row)
+            models[k].load_state_dict(self.final_states[k])
+            if self.results[k] is None:
+                self.results[k] = TrainResult(self.histories[k], stack.state_dict_of(row, self.best_flat),
+                                              self.best_step[k], self.best_val[k])
+        return finished
+
+    def keep(self, rows: list[int]) -> None:
+        self.ids = [self.ids[row] for row in rows]
+        index = torch.as_tensor(rows, device=self.loss_sum.device)
+        self.best_flat, self.loss_sum, self.first_bad_step = (
+            t.index_select(0, index) for t in (self.best_flat, self.loss_sum, self.first_bad_step)
+        )
+        self.loss_count = [self.loss_count[row] for row in rows]
+
+
+# ---- resume files -----------------------------------------------------------------
+
+
+
+def _random_states(device: torch.device) -> dict:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        states["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_random_states(states: dict, device: torch.device) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if device.type == "cuda" and "torch_cuda" in states:
+        torch.cuda.set_rng_state_all(states["torch_cuda"])
+
+
+def save_stacked_resume(path: Path, fingerprint: str, loop: StackedLoop, stack, optimizer, batches) -> None:
+    """The stack's whole state, written under a temporary name and renamed."""
+    state = {
+        "format": RESUME_FORMAT,
+        "kind": STACKED_RESUME_KIND,
+        "fingerprint": fingerprint,
+        "loop": loop.state(),
+        "flat": stack.flat.detach().cpu().clone(),
+        "optimizer": optimizer.state(),
+        "batches": batches.state(),
+        "random": _random_states(stack.device),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    log.info("step %d: resume file %s written (%d models training)", loop.step, path, len(loop.ids))
+
+
+def load_stacked_resume(path: Path, fingerprint: str) -> dict | None:
+    """The saved state when `path` holds one of this very stack, else None (and why, logged)."""
+    state = load_resume(path, fingerprint)
+    if state is not None and state.get("kind") != STACKED_RESUME_KIND:
+        log.warning("%s: a resume file of a single fine-tune, not of a stack; starting from step 0", path)
+        return None
+    return state
 
 
 __all__ = [
@@ -774,10 +936,13 @@ __all__ = [
     "DeviceCropMixer",
     "StackedAdam",
     "StackedConvTasNet",
+    "StackedLoop",
     "StackedStep",
     "StackedValidation",
     "clip_grad_norm_rows_",
     "enhance_many",
+    "load_stacked_resume",
     "precision_mode",
+    "save_stacked_resume",
     "train_stacked",
 ]
