@@ -309,3 +309,39 @@ def test_killed_stack_resumes_where_it_stopped(tmp_path, kind):
             torch.testing.assert_close(resumed[k].best_state[name], value, rtol=0, atol=0)
         for name, value in whole_models[k].state_dict().items():
             torch.testing.assert_close(resumed_models[k].state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_a_models_crops_and_training_do_not_depend_on_its_stack():
+    # model B's crops are the same alone, first or second in a stack, and after
+    # its partner left the stack; so is its training, up to float rounding
+    recipes = [
+        Recipe(batch_size=4, crop_seconds=CROP_SECONDS, lr=1e-3, max_steps=4, val_every=2, patience=3, seed=k)
+        for k in range(2)
+    ]
+    recipes[0] = Recipe(**{**recipes[0].__dict__, "max_steps": 2})  # A stops after 2 steps
+    data = [model_data(k) for k in range(2)]
+
+    def mixer(order):
+        return DeviceCropMixer([data[k][0] for k in order], [data[k][1] for k in order],
+                               [recipes[k] for k in order], seed=5)
+
+    alone, first, second = mixer([1]), mixer([1, 0]), mixer([0, 1])
+    for step in range(3):
+        if step == 2:
+            second.keep([1])  # A left the stack
+        crops = [m.draw()[1] for m in (alone, first, second)]
+        torch.testing.assert_close(crops[1][0], crops[0][0], rtol=0, atol=0)
+        torch.testing.assert_close(crops[2][-1], crops[0][0], rtol=0, atol=0)
+
+    def train_b(order):
+        models = initial_models(2, Float64ConvTasNet, torch.float64)
+        result = train_stacked([models[k] for k in order], mixer(order), StackedValidation([data[k][2] for k in order]),
+                               [recipes[k] for k in order], "cpu", dtype=torch.float64, progress=False)
+        return result[order.index(1)]
+
+    b_alone, b_stacked = train_b([1]), train_b([0, 1])
+    assert [row["step"] for row in b_stacked.history] == [0, 2, 4]
+    np.testing.assert_allclose([row["val_sdr_db"] for row in b_stacked.history],
+                               [row["val_sdr_db"] for row in b_alone.history], rtol=1e-9)
+    for name, value in b_alone.best_state.items():
+        torch.testing.assert_close(b_stacked.best_state[name], value, rtol=1e-9, atol=1e-12)

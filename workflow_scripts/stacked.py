@@ -410,8 +410,9 @@ class DeviceCropMixer:
     All MAX_DRAWS candidates are drawn at once and the first non-silent one is
     kept (the law of redrawing); silence is read off running counts of
     non-zero samples, so a step needs no host sync. A model whose draws all
-    failed is flagged in `failed()`. The draws of all models come from one
-    generator, so a model's crops (not their law) depend on its group.
+    failed is flagged in `failed()`. Each model draws from a generator of its
+    own, seeded by (`seed`, its recipe's seed), so its crops do not depend on
+    which other models share the stack, nor on their order.
     """
 
     def __init__(self, speech: list[list[np.ndarray]], noises: list[list[np.ndarray]], recipes: list[Recipe],
@@ -430,31 +431,39 @@ class DeviceCropMixer:
         self.snr_low_db = torch.tensor([r.snr_low_db for r in recipes], dtype=torch.float64, device=self.device)
         self.snr_high_db = torch.tensor([r.snr_high_db for r in recipes], dtype=torch.float64, device=self.device)
         self.peak_normalize = torch.tensor([r.peak_normalize for r in recipes], device=self.device)
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.generators = [
+            torch.Generator(device=self.device).manual_seed(int(np.random.SeedSequence([seed, r.seed]).generate_state(1)[0]))
+            for r in recipes
+        ]
         self.draw_failed = torch.zeros(len(recipes), dtype=torch.bool, device=self.device)
         self._rows = torch.arange(len(recipes), device=self.device)
+        self._row_ids = list(range(len(recipes)))  # the same on the host, so that drawing needs no sync
 
-    def _uniform(self, shape) -> torch.Tensor:
-        return torch.rand(shape, generator=self.generator, device=self.device, dtype=torch.float64)
+    def _uniforms(self, count: int) -> list[torch.Tensor]:
+        """`count` (K, batch, MAX_DRAWS) uniform tensors, each model's rows from its own generator."""
+        shape = (count, self.batch_size, MAX_DRAWS)
+        draws = torch.stack([torch.rand(shape, generator=self.generators[k], device=self.device, dtype=torch.float64)
+                             for k in self._row_ids])
+        return list(draws.unbind(1))
 
     def _pick(self, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         rows = table[self._rows]  # (K, width)
         return rows.gather(1, index.reshape(len(self._rows), -1)).view(index.shape)
 
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
-        num_models, n = len(self._rows), self.crop_samples
-        shape = (num_models, self.batch_size, MAX_DRAWS)
+        n = self.crop_samples
         speech, noises = self.speech, self.noises
+        u_utt, u_crop, u_noise, u_offset, u_snr = self._uniforms(5)
         n_utt = speech["count"][self._rows].view(-1, 1, 1)
-        utt = torch.minimum((self._uniform(shape) * n_utt).long(), n_utt - 1)
+        utt = torch.minimum((u_utt * n_utt).long(), n_utt - 1)
         utt_start, utt_len = self._pick(speech["starts"], utt), self._pick(speech["lengths"], utt)
-        crop_start = (self._uniform(shape) * (utt_len - n + 1).clamp(min=1)).long()
+        crop_start = (u_crop * (utt_len - n + 1).clamp(min=1)).long()
         n_noise = noises["count"][self._rows].view(-1, 1, 1)
-        noise = torch.minimum((self._uniform(shape) * n_noise).long(), n_noise - 1)
+        noise = torch.minimum((u_noise * n_noise).long(), n_noise - 1)
         noise_start, noise_len = self._pick(noises["starts"], noise), self._pick(noises["lengths"], noise)
-        offset = (self._uniform(shape) * noise_len).long()
+        offset = (u_offset * noise_len).long()
         low, high = self.snr_low_db[self._rows].view(-1, 1, 1), self.snr_high_db[self._rows].view(-1, 1, 1)
-        snr_db = low + self._uniform(shape) * (high - low)
+        snr_db = low + u_snr * (high - low)
 
         # the first candidate whose speech and noise crops both have a non-zero sample
         clean_begin = utt_start + crop_start
@@ -489,12 +498,14 @@ class DeviceCropMixer:
 
     def keep(self, rows: list[int]) -> None:
         self._rows = self._rows[torch.as_tensor(rows, device=self.device, dtype=torch.long)]
+        self._row_ids = [self._row_ids[row] for row in rows]
 
     def state(self) -> dict:
-        return {"generator": self.generator.get_state(), "draw_failed": self.draw_failed.cpu()}
+        return {"generators": [g.get_state() for g in self.generators], "draw_failed": self.draw_failed.cpu()}
 
     def load_state(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        for generator, saved in zip(self.generators, state["generators"], strict=True):
+            generator.set_state(saved)
         self.draw_failed.copy_(state["draw_failed"])
 
 
