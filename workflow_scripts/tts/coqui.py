@@ -290,30 +290,83 @@ class XttsBackend(TTSBackend):
     top_k, top_p (GPT sampling), gpt_cond_len, gpt_cond_chunk_len, max_ref_len,
     sound_norm_refs (how the clip is read); None keeps the model config's
     values, which coqui's own API uses (for xtts_v2: 0.75, 1.0, 5.0, 50, 0.85;
-    30 s, 4 s, 30 s, false). speed (default 1.0), model_dir (the model cache root).
+    30 s, 4 s, 30 s, false). speed (default 1.0), model_dir (the model cache root),
+    batch_size (default 1: GPT rows generated at once by `synthesize_batch`).
     Needs COQUI_TOS_AGREED=1 (the CPML license).
+
+    Batched synthesis (batch_size > 1). The synthesis step hands the backend
+    its sentences in chunks (`synthesize_batch`, `--batch-size` of the step,
+    `tts.<name>.batch_size` in the config, 8 by default); the GPU batch is at
+    most batch_size rows and at most the pieces of one chunk, so the chunk
+    should be at least batch_size texts. Like every option, batch_size is
+    recorded with the cloned voice, which the step checks against its own
+    options. Every text is split as `synthesize`
+    splits it, the pieces of all texts of the chunk become rows (longest text
+    first, so that rows of similar length share a batch), and each group of up
+    to batch_size rows is one Hugging Face `generate` over the GPT:
+
+    - the prefix of a row is [conditioning latents | padding | start, text,
+      stop], each text embedded with its own text position embeddings before
+      padding; the padding is masked out by the attention mask. XTTS's GPT-2
+      has null position embeddings (wpe), so where the padding sits changes
+      nothing for the real tokens, and putting it after the conditioning
+      latents (not in front of them) leaves no query position with nothing to
+      attend to (fully masked rows can give NaN that would leak through the
+      values). All rows share the padded prefix length, which is what
+      coqui's inference model subtracts to get the mel position of each
+      generated code, so the mel position embeddings are right for every row.
+      The fake prompt ids are coqui's (1, then the start code), so the
+      repetition penalty sees the same ids as for one text alone.
+    - sampling is per row: the logits go through the processors coqui's
+      `inference` gets from `generate` (repetition penalty, temperature,
+      top_k, top_p, in that order; length_penalty only acts in beam search,
+      which is not used), then each row draws its code by inverse CDF from
+      its own stream of uniforms (a CPU torch.Generator seeded with the
+      utterance's seed; the pieces of a text use consecutive parts of it).
+      An utterance's audio therefore depends on its text and seed only, not on
+      its batch neighbours, the batch size or the chunk (up to float rounding
+      of batched matrix products, which could flip a draw that falls within
+      rounding of a CDF boundary). It is not the audio batch_size 1 gives for
+      the same seed: that path keeps coqui's own sampling from the global
+      torch RNG. With top_k=1 both paths give the same codes.
+    - a finished row is padded by `generate` with the stop code; each row's
+      codes are cut after its first stop code (or at the length limit), which
+      are the codes coqui gets for the piece alone; then, per row as in
+      coqui's `inference`, the GPT latents of the codes (the GPT's forward has
+      no padding mask, so it is not batched), the speed change and the
+      HiFi-GAN decoder (convolutions would smear padding into the audio).
+    - failures stay per utterance: an error while decoding one row is logged
+      and that utterance comes back empty (the step retries it with its next
+      seed); an error in the batched generation raises, and the step then
+      renders the chunk's texts one by one, which with per-row sampling gives
+      the same audio as in the batch.
     """
 
     name = "xtts"
     sample_rate = 24000
     SAMPLING = ("temperature", "length_penalty", "repetition_penalty", "top_k", "top_p")
     CLONING = ("gpt_cond_len", "gpt_cond_chunk_len", "max_ref_len", "sound_norm_refs")
-    OPTIONS = ("model", "language", *SAMPLING, "speed", *CLONING, "model_dir")
+    OPTIONS = ("model", "language", *SAMPLING, "speed", *CLONING, "batch_size", "model_dir")
 
     def __init__(self, device: str = "cpu", model: str = XTTS_MODEL, language: str = "en",
                  temperature: float | None = None, length_penalty: float | None = None,
                  repetition_penalty: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, speed: float = 1.0, gpt_cond_len: int | None = None,
                  gpt_cond_chunk_len: int | None = None, max_ref_len: int | None = None,
-                 sound_norm_refs: bool | None = None, model_dir: str | None = None, **options) -> None:
+                 sound_norm_refs: bool | None = None, batch_size: int = 1, model_dir: str | None = None,
+                 **options) -> None:
         if os.environ.get("COQUI_TOS_AGREED") != "1":
             raise PermissionError(CPML_ERROR)
         reject_unknown(self.name, options, self.OPTIONS)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"{self.name} backend: batch_size must be a positive integer (GPT rows "
+                             f"generated at once; 1 renders one utterance at a time), got {batch_size!r}")
         given = {"temperature": temperature, "length_penalty": length_penalty,
                  "repetition_penalty": repetition_penalty, "top_k": top_k, "top_p": top_p,
                  "gpt_cond_len": gpt_cond_len, "gpt_cond_chunk_len": gpt_cond_chunk_len,
                  "max_ref_len": max_ref_len, "sound_norm_refs": sound_norm_refs}
-        super().__init__(device=device, model=model, language=language, speed=speed, **given)
+        super().__init__(device=device, model=model, language=language, speed=speed, batch_size=batch_size,
+                         **given)
         _, config_path, checkpoint = find_model_files(self.name, model, model_dir)
         config = load_config(self.name, config_path, "xtts")
         if language.split("-")[0] not in [lang.split("-")[0] for lang in config.languages]:
@@ -326,10 +379,11 @@ class XttsBackend(TTSBackend):
         self.sample_rate = int(config.audio["output_sample_rate"])
         self.settings = {key: resolve(value, config, key) for key, value in given.items()}
         self.speed = speed
+        self.batch_size = batch_size
         lang = language.split("-")[0]
         self.max_chars = self.model.tokenizer.char_limits.get(lang, 250)
-        log.info("xtts: %s (%s) on %s, %d Hz, %d characters per pass, speed %s, %s", model, checkpoint,
-                 device, self.sample_rate, self.max_chars, speed, self.settings)
+        log.info("xtts: %s (%s) on %s, %d Hz, %d characters per pass, speed %s, batch_size %d, %s", model,
+                 checkpoint, device, self.sample_rate, self.max_chars, speed, batch_size, self.settings)
 
     def compute_conditioning(self, enrollment: np.ndarray, sample_rate: int) -> dict:
         """XTTS's get_conditioning_latents on the clip, given as a tensor instead of a file.
@@ -369,3 +423,149 @@ class XttsBackend(TTSBackend):
                                        speed=self.speed, enable_text_splitting=False, **sampling)
             pieces.append(np.asarray(out["wav"], dtype=np.float32))
         return join_pieces(pieces, self.sample_rate)
+
+    def synthesize_batch(self, texts: list[str], conditioning: dict, seeds: list[int]) -> list[np.ndarray]:
+        """The texts with batched GPT generation (batch_size > 1; see the class docstring), else one by one.
+
+        An utterance whose piece fails to decode comes back empty (the reason
+        is logged); a failure of the batched generation raises.
+        """
+        if self.batch_size == 1:
+            return super().synthesize_batch(texts, conditioning, seeds)
+        import torch
+
+        if len(texts) != len(seeds):
+            raise ValueError(f"{self.name} backend: {len(texts)} texts but {len(seeds)} seeds")
+        device = self.model.device
+        gpt_cond_latent = torch.as_tensor(conditioning["gpt_cond_latent"], dtype=torch.float32).to(device)
+        speaker_embedding = torch.as_tensor(conditioning["speaker_embedding"], dtype=torch.float32).to(device)
+        max_codes = self.model.gpt.max_gen_mel_tokens
+        rows = []  # (text index, text tokens, the row's uniforms)
+        for index, (text, seed) in enumerate(zip(texts, seeds)):
+            pieces = split_text(text, self.max_chars)
+            generator = torch.Generator().manual_seed(int(seed))
+            uniforms = torch.rand(len(pieces), max_codes, generator=generator, dtype=torch.float64)
+            for piece, row_uniforms in zip(pieces, uniforms):
+                rows.append((index, self.text_tokens(piece), row_uniforms))
+        order = sorted(range(len(rows)), key=lambda r: -len(rows[r][1]))
+        audio: dict[int, np.ndarray | None] = {}
+        with torch.no_grad():
+            for start in range(0, len(order), self.batch_size):
+                group = order[start:start + self.batch_size]
+                codes = self.generate_codes([rows[r][1] for r in group],
+                                            torch.stack([rows[r][2] for r in group]), gpt_cond_latent)
+                for r, row_codes in zip(group, codes):
+                    try:
+                        audio[r] = self.decode(rows[r][1], row_codes, gpt_cond_latent, speaker_embedding)
+                    except Exception as exc:  # noqa: BLE001 - one piece fails its utterance, not the batch
+                        log.warning("xtts: decoding a piece of text %d failed (%s: %s)", rows[r][0],
+                                    type(exc).__name__, exc)
+                        audio[r] = None
+        outputs = []
+        for index in range(len(texts)):
+            pieces = [audio[r] for r in range(len(rows)) if rows[r][0] == index]
+            ok = all(piece is not None for piece in pieces)
+            outputs.append(join_pieces(pieces, self.sample_rate) if ok else np.zeros(0, dtype=np.float32))
+        return outputs
+
+    def text_tokens(self, piece: str) -> list[int]:
+        """The GPT text tokens of one piece, as coqui's `inference` makes them."""
+        lang = self.language.split("-")[0]
+        tokens = self.model.tokenizer.encode(piece.strip().lower(), lang=lang)
+        if len(tokens) >= self.model.args.gpt_max_text_tokens:
+            raise ValueError(f"{self.name} backend: a piece of {len(tokens)} text tokens is more than XTTS "
+                             f"takes ({self.model.args.gpt_max_text_tokens - 1}): {piece!r}")
+        return list(tokens)
+
+    def generate_codes(self, tokens: list[list[int]], uniforms, gpt_cond_latent) -> list:
+        """One `generate` over the rows; each row's codes up to and including its first stop code."""
+        import torch
+        import torch.nn.functional as F
+        from transformers import LogitsProcessorList
+        from transformers.generation.logits_process import (
+            RepetitionPenaltyLogitsProcessor,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        gpt = self.model.gpt
+        device = gpt_cond_latent.device
+        embeddings = []
+        for row in tokens:
+            text = torch.tensor(row, dtype=torch.int32, device=device).unsqueeze(0)
+            text = F.pad(F.pad(text, (0, 1), value=gpt.stop_text_token), (1, 0), value=gpt.start_text_token)
+            embeddings.append(gpt.text_embedding(text) + gpt.text_pos_embedding(text))
+        rows, cond_len = len(tokens), gpt_cond_latent.shape[1]
+        prefix_len = cond_len + max(emb.shape[1] for emb in embeddings)
+        prefix = gpt_cond_latent.new_zeros(rows, prefix_len, gpt_cond_latent.shape[2])
+        prefix[:, :cond_len] = gpt_cond_latent[0]
+        attention_mask = torch.ones(rows, prefix_len + 1, dtype=torch.long, device=device)
+        for row, emb in enumerate(embeddings):
+            prefix[row, prefix_len - emb.shape[1]:] = emb[0]
+            attention_mask[row, cond_len:prefix_len - emb.shape[1]] = 0  # padding between latents and text
+        gpt.gpt_inference.store_prefix_emb(prefix)
+        inputs = torch.ones(rows, prefix_len + 1, dtype=torch.long, device=device)
+        inputs[:, -1] = gpt.start_audio_token
+        settings = self.settings
+        processors = LogitsProcessorList()
+        if settings["repetition_penalty"] is not None and settings["repetition_penalty"] != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(penalty=float(settings["repetition_penalty"])))
+        if settings["temperature"] is not None and settings["temperature"] != 1.0:
+            processors.append(TemperatureLogitsWarper(float(settings["temperature"])))
+        if settings["top_k"] is not None and settings["top_k"] != 0:
+            processors.append(TopKLogitsWarper(top_k=int(settings["top_k"])))
+        if settings["top_p"] is not None and settings["top_p"] < 1.0:
+            processors.append(TopPLogitsWarper(top_p=float(settings["top_p"])))
+        processors.append(RowSampler(uniforms.to(device=device, dtype=torch.float32), prefix_len + 1))
+        generated = gpt.gpt_inference.generate(
+            inputs, attention_mask=attention_mask, bos_token_id=gpt.start_audio_token,
+            pad_token_id=gpt.stop_audio_token, eos_token_id=gpt.stop_audio_token,
+            max_length=gpt.max_gen_mel_tokens + prefix_len + 1, do_sample=False, num_beams=1,
+            logits_processor=processors, output_attentions=False)[:, prefix_len + 1:]
+        codes = []
+        for row in generated:
+            stops = (row == gpt.stop_audio_token).nonzero()
+            codes.append(row[: int(stops[0]) + 1] if len(stops) else row)
+        return codes
+
+    def decode(self, tokens: list[int], codes, gpt_cond_latent, speaker_embedding) -> np.ndarray:
+        """One piece's audio from its codes: GPT latents, speed, HiFi-GAN, as coqui's `inference` does."""
+        import torch
+        import torch.nn.functional as F
+
+        device = gpt_cond_latent.device
+        text = torch.IntTensor(tokens).unsqueeze(0).to(device)
+        codes = codes.unsqueeze(0)
+        latents = self.model.gpt(
+            text, torch.tensor([text.shape[-1]], device=device), codes,
+            torch.tensor([codes.shape[-1] * self.model.gpt.code_stride_len], device=device),
+            cond_latents=gpt_cond_latent, return_attentions=False, return_latent=True)
+        length_scale = 1.0 / max(self.speed, 0.05)
+        if length_scale != 1.0:
+            latents = F.interpolate(latents.transpose(1, 2), scale_factor=length_scale,
+                                    mode="linear").transpose(1, 2)
+        wav = self.model.hifigan_decoder(latents, g=speaker_embedding)
+        return wav.float().cpu().numpy().reshape(-1).astype(np.float32)
+
+
+class RowSampler:
+    """The last logits processor of batched XTTS generation: each row draws its own code.
+
+    Row r's code at step t is drawn by inverse CDF from the softmax of its
+    processed scores with `uniforms[r, t]`; the scores come back as 0 at the
+    drawn code and -inf elsewhere, so that `generate`'s greedy choice takes it.
+    """
+
+    def __init__(self, uniforms, prompt_len: int) -> None:
+        self.uniforms = uniforms
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        step = min(input_ids.shape[1] - self.prompt_len, self.uniforms.shape[1] - 1)
+        cdf = torch.softmax(scores.float(), dim=-1).cumsum(dim=-1)
+        target = (self.uniforms[:, step] * cdf[:, -1]).unsqueeze(1)
+        drawn = torch.searchsorted(cdf, target, right=True).clamp_(max=scores.shape[1] - 1)
+        return torch.full_like(scores, float("-inf")).scatter_(1, drawn, 0.0)
