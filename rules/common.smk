@@ -480,6 +480,7 @@ FINETUNE_STACKING = {
     "by": "none",
     "precision": "tf32",
     "batches": "device",
+    "fused": True,
     **config.get("finetune_stacking", {}),
 }
 # a stack fills a GPU by itself and claims all of its slots (GENDA_JOBS_PER_GPU), so it

@@ -75,10 +75,11 @@ else:
                 recipe=cli_args(config["finetune"]),
                 precision=FINETUNE_STACKING["precision"],
                 batches=FINETUNE_STACKING["batches"],
+                fused="--fused" if FINETUNE_STACKING["fused"] else "",
                 # a killed job started again continues from here (removed when done)
                 resume="results/finetune/{model}/{speaker}.stack.resume.pt",
             shell:
                 "python -m workflow_scripts.finetune_stacked --init {input.generalist}"
                 " --noise-dir {input.noises} {params.members} {params.recipe}"
-                " --precision {params.precision} --batches {params.batches}"
+                " --precision {params.precision} --batches {params.batches} {params.fused}"
                 " --threads {threads} --resume-file {params.resume} 2> {log}"

@@ -40,6 +40,7 @@ import torch
 from workflow_scripts.audio import atomic_dir
 from workflow_scripts.convtasnet import load_checkpoint
 from workflow_scripts.finetune import DEFAULTS, finetune_info
+from workflow_scripts.fused_gln import fused_available
 from workflow_scripts.logs import setup_logging
 from workflow_scripts.stacked import (
     PRECISIONS,
@@ -115,6 +116,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="device: crops mixed on the device (DeviceCropMixer, seeded by --seed); plain: each"
         " member's batches exactly as finetune.py draws them (CropMixer on the CPU)",
     )
+    parser.add_argument(
+        "--fused",
+        action="store_true",
+        help="bias + PReLU + gLN of the TCN blocks as fused Triton kernels on a GPU (workflow_scripts/fused_gln.py;"
+        " float32 and TF32 only, the CPU runs the same ops unfused)",
+    )
     add_recipe_args(parser, DEFAULTS)
     parser.set_defaults(resume_every=STACKED_RESUME_EVERY)
     return parser.parse_args(argv)
@@ -185,7 +192,7 @@ def stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) ->
     generalist's weights, and every member's training and validation audio in
     order (training.training_fingerprint's, for a stack)."""
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps([asdict(recipe), args.precision, args.batches, len(train_sets)]).encode())
+    digest.update(json.dumps([asdict(recipe), args.precision, args.batches, args.fused, len(train_sets)]).encode())
     for key, value in generalist.state_dict().items():
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
@@ -217,12 +224,13 @@ def main(argv=None) -> None:
     device = resolve_device(args.device, whole_gpu=True)
     seed_everything(recipe.seed)
     log.info(
-        "fine-tuning %s on %d conditions together, on %s (%s, %s batches)",
+        "fine-tuning %s on %d conditions together, on %s (%s, %s batches%s)",
         args.init,
         len(members),
         device,
         args.precision,
         args.batches,
+        ", fused gLN kernels" if args.fused and fused_available(device) else "",
     )
     _, noises = load_noises(args.noise_dir)
     cache: dict = {}
@@ -240,7 +248,7 @@ def main(argv=None) -> None:
     validation = StackedValidation(val_sets, device)
     models = [copy.deepcopy(generalist) for _ in members]
     fingerprint = stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) if args.resume_file else ""
-    results = train_stacked(models, batches, validation, recipes, device, precision=args.precision,
+    results = train_stacked(models, batches, validation, recipes, device, precision=args.precision, fused=args.fused,
                             resume_file=args.resume_file, fingerprint=fingerprint, resume_every=args.resume_every)
 
     failed = [(member, result) for member, result in zip(members, results) if isinstance(result, BaseException)]

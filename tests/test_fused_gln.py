@@ -1,0 +1,187 @@
+"""workflow_scripts/fused_gln.py: the fused bias + PReLU + gLN against the eager ops.
+
+The Triton kernels run here on the CPU through Triton's interpreter
+(TRITON_INTERPRET=1, read when the kernels are first used), in a subprocess
+so that no other test sees the variable: `python tests/test_fused_gln.py
+kernels|stacked` is that subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from workflow_scripts import stacked
+from workflow_scripts.convtasnet import ConvTasNet
+from workflow_scripts.fused_gln import fused_available, prelu_gln, prelu_gln_reference
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"N": 16, "L": 16, "B": 4, "H": 6, "Sc": 5, "P": 3, "X": 2, "R": 2, "causal": False}
+
+
+def _inputs(batch, num_models, channels, frames, dtype, shift=0.0, seed=0, bias=True):
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
+
+    h = rand(batch, num_models, channels, frames, scale=2.0) + shift
+    return (h, rand(num_models, channels) if bias else None,
+            (torch.rand(num_models, 1, generator=gen, dtype=torch.float64) * 0.5 - 0.1).to(dtype),
+            1.0 + rand(num_models, channels, scale=0.3), rand(num_models, channels, scale=0.3))
+
+
+def _eager(h, bias, slope, gamma, beta):
+    """stacked.py's own ops, as the unfused forward pass chains them."""
+    x = h if bias is None else h + bias[..., None]
+    return stacked._global_layer_norm(stacked._prelu(x, slope), gamma, beta)
+
+
+def _forward_backward(fn, inputs, dy, dtype):
+    leaves = [None if t is None else t.to(dtype).clone().requires_grad_() for t in inputs]
+    out = fn(*leaves)
+    out.backward(dy.to(out.dtype))
+    return out.detach().double(), [None if t is None else t.grad.double() for t in leaves]
+
+
+def _rel(a, b) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_reference_is_the_eager_composition(bias):
+    inputs = _inputs(2, 3, 5, 37, torch.float64, shift=0.3, bias=bias)
+    dy = torch.randn(2, 3, 5, 37, dtype=torch.float64)
+    out, grads = _forward_backward(prelu_gln_reference, inputs, dy, torch.float64)
+    out_eager, grads_eager = _forward_backward(_eager, inputs, dy, torch.float64)
+    assert _rel(out, out_eager) < 1e-12
+    for grad, grad_eager in zip(grads, grads_eager):
+        assert (grad is None) == (grad_eager is None)
+        if grad is not None:
+            assert _rel(grad, grad_eager) < 1e-12
+
+
+def test_cpu_path_is_the_reference_and_shapes_are_checked():
+    if os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+        assert not fused_available("cpu")
+    inputs = _inputs(2, 3, 5, 37, torch.float64, shift=0.3)
+    assert torch.equal(prelu_gln(*inputs), prelu_gln_reference(*inputs))
+    h, bias, slope, gamma, beta = inputs
+    with pytest.raises(ValueError, match="gamma must be"):
+        prelu_gln(h, bias, slope, gamma[:, :4], beta)
+    with pytest.raises(ValueError, match="one value per model"):
+        prelu_gln(h, bias, slope[:2], gamma, beta)
+    with pytest.raises(ValueError, match="unknown impl"):
+        prelu_gln(*inputs, impl="cuda")
+
+
+def _tiny_models(count, seed=0):
+    torch.manual_seed(seed)
+    models = [ConvTasNet(TINY) for _ in range(count)]
+    with torch.no_grad():  # slopes, gains and shifts away from their initial values
+        for model in models:
+            for name, p in model.named_parameters():
+                if name.endswith((".gamma", ".beta")) or "shared_block.1." in name or "shared_block.4." in name:
+                    p.add_(0.2 * torch.randn_like(p))
+    return models
+
+
+@pytest.mark.parametrize("pointwise", ["matmul", "grouped_conv"])
+def test_fused_stack_on_cpu_runs_the_reference(pointwise):
+    """Without Triton on the device, fused=True gives the eager stack's numbers."""
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        pytest.skip("TRITON_INTERPRET is set: the interpreted kernels are tested in a subprocess")
+    _compare_stacks(torch.float64, 1e-12, pointwise)
+
+
+def _compare_stacks(dtype, tolerance, pointwise="matmul"):
+    models = _tiny_models(2)
+    gen = torch.Generator().manual_seed(1)
+    mixtures = torch.randn(2, 2, 400, generator=gen, dtype=dtype)
+    cleans = torch.randn(2, 2, 400, generator=gen, dtype=dtype)
+    results = []
+    for fused in (False, True):
+        stack = stacked.StackedConvTasNet.from_models(models, dtype=dtype, pointwise=pointwise, fused=fused)
+        assert stack.fused is fused
+        losses = stack.losses(mixtures, cleans)
+        losses.sum().backward()
+        lengths = torch.tensor([[400, 250], [300, 400]])
+        masked = stack.forward(mixtures, lengths)  # the masked path stays eager
+        results.append((losses.detach(), stack.grad_flat.clone(), masked.detach()))
+    (loss_e, grad_e, masked_e), (loss_f, grad_f, masked_f) = results
+    assert _rel(loss_f, loss_e) < tolerance, (loss_f, loss_e)
+    for k in range(grad_e.shape[0]):
+        rel = float((grad_f[k] - grad_e[k]).norm() / grad_e[k].norm())
+        assert rel < tolerance, (k, rel)
+    assert torch.equal(masked_f, masked_e)
+    return _rel(loss_f, loss_e)
+
+
+def test_default_stack_is_not_fused():
+    assert stacked.StackedConvTasNet(TINY, 1).fused is False
+
+
+def _interpreted(what: str) -> None:
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, __file__, what], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=300, check=False)
+    if done.returncode == 77:
+        pytest.skip(done.stdout.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_kernels_match_the_reference_interpreted():
+    _interpreted("kernels")
+
+
+def test_fused_stack_matches_eager_interpreted():
+    _interpreted("stacked")
+
+
+# ---- the subprocess ---------------------------------------------------------------------
+
+
+def _check_kernels() -> None:
+    # odd sizes (tails in both tile dimensions), several tiles along T and C,
+    # no bias, a large common offset (cancellation in the variance)
+    cases = [((2, 3, 5, 37), 0.0, True), ((2, 3, 5, 37), 0.0, False), ((1, 2, 9, 2100), 0.5, True),
+             ((2, 1, 3, 50), 1e3, True), ((3, 2, 1, 1), 0.0, True)]
+    for shape, shift, bias in cases:
+        inputs = _inputs(*shape, torch.float64, shift=shift, seed=len(shape) + shape[-1], bias=bias)
+        dy = torch.randn(*shape, dtype=torch.float64)
+        exact, exact_grads = _forward_backward(prelu_gln_reference, inputs, dy, torch.float64)
+        ref32, ref32_grads = _forward_backward(prelu_gln_reference, inputs, dy, torch.float32)
+        out, grads = _forward_backward(lambda *a: prelu_gln(*a, impl="triton"), inputs, dy, torch.float32)
+        again, _ = _forward_backward(lambda *a: prelu_gln(*a, impl="triton"), inputs, dy, torch.float32)
+        assert torch.equal(out, again), "not deterministic"
+        # against float64: within the float32 reference's own error, or 1e-5 relative
+        errors = {"out": (_rel(out, exact), _rel(ref32, exact))}
+        for name, grad, ref, ex in zip(("h", "bias", "slope", "gamma", "beta"), grads, ref32_grads, exact_grads):
+            if ex is not None:
+                errors[name] = (_rel(grad, ex), _rel(ref, ex))
+        print(shape, shift, bias, {k: f"{a:.1e} (eager fp32 {b:.1e})" for k, (a, b) in errors.items()})
+        if shape[2] * shape[3] == 1:  # one element per group: only beta's gradient is meaningful
+            errors = {"beta": errors["beta"]}
+        for name, (fused_err, eager_err) in errors.items():
+            assert fused_err < max(1e-5, 4 * eager_err), (shape, shift, name, fused_err, eager_err)
+
+
+def _check_stacked() -> None:
+    rel = _compare_stacks(torch.float32, 1e-5)
+    print(f"fused vs eager stack, float32: losses {rel:.1e}")
+
+
+if __name__ == "__main__":
+    try:
+        import triton  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        print(f"Triton cannot be imported here: {exc}")
+        sys.exit(77)
+    assert fused_available("cpu"), "TRITON_INTERPRET=1 must be set"
+    {"kernels": _check_kernels, "stacked": _check_stacked}[sys.argv[1]]()
+    print("ok")

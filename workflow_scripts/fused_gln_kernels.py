@@ -1,0 +1,130 @@
+"""Triton kernels of workflow_scripts/fused_gln.py (imported only where Triton is).
+
+Tiles of BLOCK_C channels x BLOCK_T frames of one (example, model) group,
+grid (tiles along T, tiles along C, batch x K); every reduction writes
+per-tile partials that a later kernel or a fixed-order torch sum combines.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def load_tile(h_ptr, bias_ptr, slope_ptr, g, k, C, T, HAS_BIAS: tl.constexpr,
+               BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
+    rows = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cols = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    row_ok = rows < C
+    mask = row_ok[:, None] & (cols < T)[None, :]
+    offsets = g.to(tl.int64) * C * T + rows[:, None].to(tl.int64) * T + cols[None, :]
+    x = tl.load(h_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        x = x + tl.load(bias_ptr + k * C + rows, mask=row_ok, other=0.0)[:, None]
+    slope = tl.load(slope_ptr + k)
+    a = tl.where(x > 0, x, slope * x)
+    return rows, row_ok, mask, offsets, x, a
+
+
+@triton.jit
+def fwd_stats(h_ptr, bias_ptr, slope_ptr, count_ptr, mean_ptr, m2_ptr, K, C, T,
+               HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
+    g = tl.program_id(2)
+    k = g % K
+    _, _, mask, _, _, a = load_tile(h_ptr, bias_ptr, slope_ptr, g, k, C, T, HAS_BIAS, BLOCK_C, BLOCK_T)
+    count = tl.sum(tl.sum(mask.to(tl.float32), 1), 0)
+    mean = tl.sum(tl.sum(tl.where(mask, a, 0.0), 1), 0) / count
+    centred = tl.where(mask, a - mean, 0.0)
+    m2 = tl.sum(tl.sum(centred * centred, 1), 0)
+    part = (g * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(0) + tl.program_id(0)
+    tl.store(count_ptr + part, count)
+    tl.store(mean_ptr + part, mean)
+    tl.store(m2_ptr + part, m2)
+
+
+@triton.jit
+def group_stats(count_ptr, mean_ptr, m2_ptr, g, num_parts, eps, BLOCK_P: tl.constexpr):
+    """Chan's merge of a group's tile statistics -> (mean, 1/std)."""
+    index = tl.arange(0, BLOCK_P)
+    ok = index < num_parts
+    base = g * num_parts
+    count = tl.load(count_ptr + base + index, mask=ok, other=0.0)
+    means = tl.load(mean_ptr + base + index, mask=ok, other=0.0)
+    m2 = tl.load(m2_ptr + base + index, mask=ok, other=0.0)
+    total = tl.sum(count, 0)
+    mean = tl.sum(count * means, 0) / total
+    spread = means - mean
+    var = (tl.sum(m2, 0) + tl.sum(count * spread * spread, 0)) / total
+    return mean, 1.0 / tl.sqrt(var + eps)
+
+
+@triton.jit
+def fwd_apply(h_ptr, bias_ptr, slope_ptr, gamma_ptr, beta_ptr, count_ptr, mean_part_ptr, m2_ptr,
+               out_ptr, mean_ptr, rstd_ptr, K, C, T, eps,
+               HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr):
+    g = tl.program_id(2)
+    k = g % K
+    num_parts = tl.num_programs(0) * tl.num_programs(1)
+    mean, rstd = group_stats(count_ptr, mean_part_ptr, m2_ptr, g, num_parts, eps, BLOCK_P)
+    if (tl.program_id(0) == 0) & (tl.program_id(1) == 0):
+        tl.store(mean_ptr + g, mean)
+        tl.store(rstd_ptr + g, rstd)
+    rows, row_ok, mask, offsets, _, a = load_tile(
+        h_ptr, bias_ptr, slope_ptr, g, k, C, T, HAS_BIAS, BLOCK_C, BLOCK_T)
+    gamma = tl.load(gamma_ptr + k * C + rows, mask=row_ok, other=0.0)
+    beta = tl.load(beta_ptr + k * C + rows, mask=row_ok, other=0.0)
+    y = (a - mean) * rstd * gamma[:, None] + beta[:, None]
+    tl.store(out_ptr + offsets, y, mask=mask)
+
+
+@triton.jit
+def bwd_reduce(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr,
+                s1_ptr, s2_ptr, dgamma_ptr, dbeta_ptr, K, C, T,
+                HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
+    """Per tile: sum(gamma dy), sum(gamma dy xhat); per row: sum_t dy xhat, sum_t dy."""
+    g = tl.program_id(2)
+    k = g % K
+    rows, row_ok, mask, offsets, _, a = load_tile(
+        h_ptr, bias_ptr, slope_ptr, g, k, C, T, HAS_BIAS, BLOCK_C, BLOCK_T)
+    dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    xhat = (a - tl.load(mean_ptr + g)) * tl.load(rstd_ptr + g)
+    gamma = tl.load(gamma_ptr + k * C + rows, mask=row_ok, other=0.0)
+    dy_xhat = tl.where(mask, dy * xhat, 0.0)
+    row_dgamma = tl.sum(dy_xhat, 1)
+    row_dbeta = tl.sum(dy, 1)
+    part = (g * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(0) + tl.program_id(0)
+    tl.store(s1_ptr + part, tl.sum(row_dbeta * gamma, 0))
+    tl.store(s2_ptr + part, tl.sum(row_dgamma * gamma, 0))
+    # per-row partials, laid out (G, C, tiles along T)
+    row_part = (g.to(tl.int64) * C + rows) * tl.num_programs(0) + tl.program_id(0)
+    tl.store(dgamma_ptr + row_part, row_dgamma, mask=row_ok)
+    tl.store(dbeta_ptr + row_part, row_dbeta, mask=row_ok)
+
+
+@triton.jit
+def bwd_apply(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr, s1_ptr, s2_ptr,
+               dh_ptr, dbias_ptr, dslope_ptr, K, C, T, inv_count,
+               HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr):
+    g = tl.program_id(2)
+    k = g % K
+    num_parts = tl.num_programs(0) * tl.num_programs(1)
+    index = tl.arange(0, BLOCK_P)
+    ok = index < num_parts
+    mean_gdy = tl.sum(tl.load(s1_ptr + g * num_parts + index, mask=ok, other=0.0), 0) * inv_count
+    mean_gdy_xhat = tl.sum(tl.load(s2_ptr + g * num_parts + index, mask=ok, other=0.0), 0) * inv_count
+    rows, row_ok, mask, offsets, x, a = load_tile(
+        h_ptr, bias_ptr, slope_ptr, g, k, C, T, HAS_BIAS, BLOCK_C, BLOCK_T)
+    dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    rstd = tl.load(rstd_ptr + g)
+    xhat = (a - tl.load(mean_ptr + g)) * rstd
+    gamma = tl.load(gamma_ptr + k * C + rows, mask=row_ok, other=0.0)
+    da = rstd * (gamma[:, None] * dy - mean_gdy - xhat * mean_gdy_xhat)
+    slope = tl.load(slope_ptr + k)
+    positive = x > 0
+    dx = tl.where(positive, da, slope * da)
+    tl.store(dh_ptr + offsets, dx, mask=mask)
+    dx = tl.where(mask, dx, 0.0)
+    row_part = (g.to(tl.int64) * C + rows) * tl.num_programs(0) + tl.program_id(0)
+    tl.store(dbias_ptr + row_part, tl.sum(dx, 1), mask=row_ok)
+    dslope = tl.where(mask & ~positive, x * da, 0.0)
+    part = (g * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(0) + tl.program_id(0)
+    tl.store(dslope_ptr + part, tl.sum(tl.sum(dslope, 1), 0))
