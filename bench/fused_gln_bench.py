@@ -11,7 +11,11 @@ the device; peak memory of each, and fused-only runs at larger K. Checks
 first: the op alone on a realistic tensor (fused float32 and eager float32
 against float64; time and bytes per call) and one whole step (losses and
 gradients of fused and eager float32 stacks against a float64 stack, same
-weights and batch). Writes OUT/fused_results.json and prints a Markdown
+weights and batch). Section profile: torch.profiler over warmed fused steps,
+CUDA time per kernel and per launching op with its achieved rate
+(OUT/profile.md). `--variants` runs fused steps with some of
+fused_gln.STAGES only ("none": the blocks' chains alone), against each
+other in the same run. Writes OUT/fused_results.json and prints a Markdown
 summary.
 """
 
@@ -193,9 +197,132 @@ def baseline_section(speakers, device, sizes, target_s) -> dict:
     return result
 
 
-def stacked_run(size, k, speakers, device, fused, target_s, cuda_graph=False) -> dict:
+ALL_STAGES = ("bottleneck", "mask", "depthwise", "skip")
+
+
+def _stages(variant: str) -> set:
+    """A fused variant's fused_gln.STAGES: "all", "none" (the blocks' chains
+    alone) or stage names joined by "+"."""
+    if variant == "all":
+        return set(ALL_STAGES)
+    return set() if variant == "none" else set(variant.split("+"))
+
+
+def _numel(shape) -> int:
+    if shape and isinstance(shape[0], (list, tuple)):  # a tensor list (cat's input)
+        return sum(_numel(s) for s in shape)
+    count = 1
+    for d in shape:
+        count *= d
+    return count
+
+
+def _op_bytes(name: str, shapes) -> int:
+    """Bytes an op moves at least, estimated from its input shapes (float32):
+    inputs read once, an output as large as the largest input (a matrix
+    product's own output size; cat's output the size of its inputs)."""
+    shapes = [s for s in shapes if isinstance(s, (list, tuple)) and len(s) > 0]
+    if not shapes:
+        return 0
+    sizes = [_numel(s) for s in shapes]
+    if name in ("aten::bmm", "aten::mm", "aten::baddbmm", "aten::addmm") and len(shapes) >= 2:
+        a, b = shapes[-2], shapes[-1]
+        out = _numel(a[:-1]) * b[-1]
+        return 4 * (_numel(a) + _numel(b) + out)
+    if name == "aten::cat":
+        return 4 * 2 * sum(sizes)
+    return 4 * (sum(sizes) + max(sizes))
+
+
+def profile_section(speakers, device, configs, variants, out_dir, steps=2) -> dict:
+    """torch.profiler over `steps` warmed fused TF32 steps: CUDA time per kernel
+    (share of the step's kernel time, launches, and for the fused kernels the
+    rate at the bytes they move at least) and per launching op with its input
+    shapes (rate at `_op_bytes`)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    result, lines = {}, []
+    for size, k in configs:
+        for variant in variants:
+            key = f"{size} K{k} fused:{variant}"
+            saved_stages = set(fused_gln.STAGES)
+            fused_gln.STAGES = _stages(variant)
+            models = [build_model(size) for _ in range(k)]
+            ft.free_memory()
+            try:
+                trainer = ft.StackedTrainer(models, speakers, device, "tf32")
+                trainer.stack.fused = True
+                with trainer:
+                    for _ in range(3):
+                        trainer.step()
+                    ft.sync(device)
+                    fused_gln.TRAFFIC = {}
+                    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
+                        for _ in range(steps):
+                            trainer.step()
+                        ft.sync(device)
+                    traffic, fused_gln.TRAFFIC = fused_gln.TRAFFIC, None
+            finally:
+                fused_gln.STAGES = saved_stages
+                fused_gln.TRAFFIC = None
+            row = _profile_tables(prof, traffic, steps)
+            result[key] = row
+            lines.append(f"# {key}: kernel time {row['kernel_ms_per_step']:.2f} ms/step, "
+                         f"{row['launches_per_step']:.0f} launches/step")
+            lines.append("| kernel | ms/step | share | launches/step | GB/s (fused kernels) |")
+            lines.append("|---|---|---|---|---|")
+            for r in row["kernels"][:25]:
+                rate = f"{r['GBps']:.0f}" if r.get("GBps") else ""
+                lines.append(f"| {r['name'][:90]} | {r['ms']:.3f} | {100 * r['share']:.1f}% | {r['launches']:g} | {rate} |")
+            lines.append("| op (input shapes) | ms/step | share | GB/s est. |")
+            lines.append("|---|---|---|---|")
+            for r in row["ops"][:25]:
+                lines.append(f"| {r['op']} {r['shapes'][:110]} | {r['ms']:.3f} | {100 * r['share']:.1f}% | "
+                             f"{r['GBps']:.0f} |")
+            print("\n".join(lines[-(len(row["kernels"][:25]) + len(row["ops"][:25]) + 5):]), flush=True)
+            trainer = models = prof = None
+            ft.free_memory()
+    (out_dir / "profile.md").write_text("\n".join(lines) + "\n")
+    return result
+
+
+def _profile_tables(prof, traffic, steps) -> dict:
+    kernels = {}
+    for e in prof.events():
+        if getattr(e, "device_type", None) != torch.autograd.DeviceType.CUDA:
+            continue
+        entry = kernels.setdefault(e.name, [0.0, 0])
+        entry[0] += e.time_range.elapsed_us()
+        entry[1] += 1
+    total_us = sum(v[0] for v in kernels.values())
+    kernel_rows = []
+    for name, (us, count) in sorted(kernels.items(), key=lambda kv: -kv[1][0]):
+        row = {"name": name, "ms": us / 1000 / steps, "share": us / total_us, "launches": count / steps}
+        for short, nbytes in (traffic or {}).items():
+            if name == short or name.startswith(short + "_") or name.endswith(short):
+                row["GBps"] = nbytes / (us / 1e6) / 1e9
+        kernel_rows.append(row)
+    ops = {}
+    for e in prof.events():
+        if getattr(e, "device_type", None) != torch.autograd.DeviceType.CPU or not e.kernels:
+            continue
+        key = (e.name, str(e.input_shapes))
+        entry = ops.setdefault(key, [0.0, 0])
+        entry[0] += sum(kern.duration for kern in e.kernels)
+        entry[1] += _op_bytes(e.name, e.input_shapes)
+    op_rows = [{"op": name, "shapes": shapes, "ms": us / 1000 / steps, "share": us / total_us,
+                "GBps": nbytes / (us / 1e6) / 1e9 if us else 0.0}
+               for (name, shapes), (us, nbytes) in sorted(ops.items(), key=lambda kv: -kv[1][0])]
+    return {"kernel_ms_per_step": total_us / 1000 / steps,
+            "launches_per_step": sum(v[1] for v in kernels.values()) / steps,
+            "kernels": kernel_rows[:40], "ops": op_rows[:40]}
+
+
+def stacked_run(size, k, speakers, device, fused, target_s, cuda_graph=False, variant="all") -> dict:
     models = [build_model(size) for _ in range(k)]
     ft.free_memory()
+    saved_stages = set(fused_gln.STAGES)
+    fused_gln.STAGES = _stages(variant)
     try:
         trainer = ft.StackedTrainer(models, speakers, device, "tf32", cuda_graph)
         trainer.stack.fused = fused
@@ -206,24 +333,31 @@ def stacked_run(size, k, speakers, device, fused, target_s, cuda_graph=False) ->
         row = {"error": "out of memory"}
     except Exception as exc:  # noqa: BLE001 - a run that fails is recorded, the others still run
         row = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    finally:
+        fused_gln.STAGES = saved_stages
     trainer = models = None
     ft.free_memory()
     return row
 
 
-def stacked_section(speakers, device, runs, fused_only, target_s, deadline, graphs=()) -> dict:
+def stacked_section(speakers, device, runs, fused_only, target_s, deadline, graphs=(), variants=("all",)) -> dict:
+    """Eager and fused steps; each fused variant of `variants` ("all": every
+    stage, keyed "fused"; others keyed "fused:VARIANT") right after eager."""
     result = {}
     for size, k in graphs:  # the fused step captured as a CUDA graph
         key = f"{size} K{k} fused graph"
         result[key] = stacked_run(size, k, speakers, device, True, target_s, cuda_graph=True)
         print(f"{key}: {result[key]}", flush=True)
     for size, k in runs + fused_only:
-        for fused in (False, True) if (size, k) in runs else (True,):
-            key = f"{size} K{k} {'fused' if fused else 'eager'}"
+        todo = [(False, "all")] if (size, k) in runs else []
+        todo += [(True, v) for v in variants] if (size, k) in runs else [(True, "all")]
+        for fused, variant in todo:
+            name = "eager" if not fused else ("fused" if variant == "all" else f"fused:{variant}")
+            key = f"{size} K{k} {name}"
             if time.time() > deadline:
                 result[key] = {"error": "skipped: time budget"}
                 continue
-            result[key] = stacked_run(size, k, speakers, device, fused, target_s)
+            result[key] = stacked_run(size, k, speakers, device, fused, target_s, variant=variant)
             print(f"{key}: {result[key]}", flush=True)
     return result
 
@@ -253,6 +387,20 @@ def summarize(results: dict) -> str:
         lines.append(f"| {size} | {k} | {base:.1f} | {cell(eager)} | {cell(fused)} | {ratio} | "
                      f"{speedup(eager)} / {speedup(fused)} | {peaks} |" if base else
                      f"| {size} | {k} | - | {cell(eager)} | {cell(fused)} | {ratio} | - | {peaks} |")
+    variants = [key for key in stacked if ":" in key.split()[-1] and "ms_per_step" in stacked[key]]
+    if variants:
+        lines += ["", "| run | ms/step (per model) | / eager | / fused:none | / fused (all) | peak GiB |",
+                  "|---|---|---|---|---|---|"]
+        for key in variants + [key for key in stacked if key.endswith(" fused") and f"{key}:none" in stacked]:
+            row, k = stacked[key], int(key.split()[1][1:])
+            prefix = " ".join(key.split()[:2])
+
+            def over(other, row=row):
+                other = stacked.get(other, {})
+                return f"{row['ms_per_step'] / other['ms_per_step']:.3f}" if "ms_per_step" in other else "-"
+
+            lines.append(f"| {key} | {row['ms_per_step']:.1f} ({row['ms_per_step'] / k:.2f}) | {over(prefix + ' eager')} "
+                         f"| {over(prefix + ' fused:none')} | {over(prefix + ' fused')} | {row['peak_gib']:.1f} |")
     return "\n".join(lines)
 
 
@@ -272,6 +420,11 @@ def main(argv=None) -> None:
     parser.add_argument("--tiles", nargs="*", type=_tile, default=[],
                         help="elements:max_block_t:warps tile shapes to try (section tune)")
     parser.add_argument("--sections", default="check,op,baseline,stacked")
+    parser.add_argument("--profile", nargs="*", type=_config, default=[_config(c) for c in (
+        "medium:7", "small:7", "tiny:32")], help="size:K fused steps to profile (section profile)")
+    parser.add_argument("--variants", nargs="*", default=["all"],
+                        help="fused variants: all, none (the blocks' chains alone) or stages joined by + "
+                             f"({', '.join(ALL_STAGES)}); section profile runs each, section stacked each per run")
     parser.add_argument("--target-s", type=float, default=2.0)
     parser.add_argument("--budget-s", type=float, default=330.0, help="stop starting stacked runs after this")
     parser.add_argument("--crop-seconds", type=float, default=ft.CROP_S, help="shorter for a CPU smoke run")
@@ -312,11 +465,12 @@ def main(argv=None) -> None:
 
     section("tune", lambda: tune_section(device, args.op, args.tiles))
     section("check", lambda: check_section(speakers, device, args.check))
+    section("profile", lambda: profile_section(speakers, device, args.profile, args.variants, out_dir))
     section("op", lambda: op_section(device, args.op))
     sizes = [s for s in ft.SIZES if any(size == s for size, _ in args.runs)]
     section("baseline", lambda: baseline_section(speakers, device, sizes, args.target_s))
     section("stacked", lambda: stacked_section(speakers, device, args.runs, args.fused_only, args.target_s,
-                                               started + args.budget_s, args.graph))
+                                               started + args.budget_s, args.graph, args.variants))
     results["tiles"] = dict(fused_gln.TILES)
     (out_dir / "fused_results.json").write_text(json.dumps(results, indent=1, default=float))
     print(f"\n{results['device']}, torch {results['torch']}, triton {results['triton']}, {results['date']}, "

@@ -16,9 +16,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from workflow_scripts import stacked
+from workflow_scripts import fused_gln, stacked
 from workflow_scripts.convtasnet import ConvTasNet
-from workflow_scripts.fused_gln import fused_available, prelu_gln, prelu_gln_reference
+from workflow_scripts.fused_gln import (
+    concat_blocks,
+    conv_prelu_gln,
+    fused_available,
+    gln,
+    prelu_gln,
+    prelu_gln_reference,
+    sigmoid_mask,
+    sigmoid_mask_reference,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"N": 16, "L": 16, "B": 4, "H": 6, "Sc": 5, "P": 3, "X": 2, "R": 2, "causal": False}
@@ -39,7 +48,7 @@ def _inputs(batch, num_models, channels, frames, dtype, shift=0.0, seed=0, bias=
 def _eager(h, bias, slope, gamma, beta):
     """stacked.py's own ops, as the unfused forward pass chains them."""
     x = h if bias is None else h + bias[..., None]
-    return stacked._global_layer_norm(stacked._prelu(x, slope), gamma, beta)
+    return stacked._global_layer_norm(x if slope is None else stacked._prelu(x, slope), gamma, beta)
 
 
 def _forward_backward(fn, inputs, dy, dtype):
@@ -53,9 +62,11 @@ def _rel(a, b) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
 
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_reference_is_the_eager_composition(bias):
+@pytest.mark.parametrize("bias, prelu", [(True, True), (False, True), (False, False)])
+def test_reference_is_the_eager_composition(bias, prelu):
     inputs = _inputs(2, 3, 5, 37, torch.float64, shift=0.3, bias=bias)
+    if not prelu:
+        inputs = (inputs[0], inputs[1], None, *inputs[3:])
     dy = torch.randn(2, 3, 5, 37, dtype=torch.float64)
     out, grads = _forward_backward(prelu_gln_reference, inputs, dy, torch.float64)
     out_eager, grads_eager = _forward_backward(_eager, inputs, dy, torch.float64)
@@ -78,6 +89,17 @@ def test_cpu_path_is_the_reference_and_shapes_are_checked():
         prelu_gln(h, bias, slope[:2], gamma, beta)
     with pytest.raises(ValueError, match="unknown impl"):
         prelu_gln(*inputs, impl="cuda")
+    assert torch.equal(gln(h, gamma, beta), prelu_gln_reference(h, None, None, gamma, beta))
+    weight = torch.randn(3, 5, 1, 3, dtype=torch.float64)
+    for dilation in (1, 4):
+        assert torch.equal(conv_prelu_gln(h, weight, dilation, bias, slope, gamma, beta),
+                           _eager(stacked._depthwise_conv(h, weight, None, dilation), bias, slope, gamma, beta))
+    with pytest.raises(ValueError, match="weight must be"):
+        conv_prelu_gln(h, weight[:2], 1, bias, slope, gamma, beta)
+    score, x = torch.randn(2, 2, 3, 50, dtype=torch.float64), torch.randn(2, 2, 3, 50, dtype=torch.float64)
+    assert torch.equal(sigmoid_mask(score, gamma[:2, :3], x), torch.sigmoid(score + gamma[:2, :3, None]) * x)
+    with pytest.raises(ValueError, match="sigmoid_mask"):
+        sigmoid_mask(score, gamma, x)
 
 
 def _tiny_models(count, seed=0):
@@ -149,10 +171,13 @@ def test_fused_stack_matches_eager_interpreted():
 def _check_kernels() -> None:
     # odd sizes (tails in both tile dimensions), several tiles along T and C,
     # no bias, a large common offset (cancellation in the variance)
-    cases = [((2, 3, 5, 37), 0.0, True), ((2, 3, 5, 37), 0.0, False), ((1, 2, 9, 2100), 0.5, True),
-             ((2, 1, 3, 50), 1e3, True), ((3, 2, 1, 1), 0.0, True)]
-    for shape, shift, bias in cases:
+    cases = [((2, 3, 5, 37), 0.0, True, True), ((2, 3, 5, 37), 0.0, False, True), ((1, 2, 9, 2100), 0.5, True, True),
+             ((2, 1, 3, 50), 1e3, True, True), ((3, 2, 1, 1), 0.0, True, True),
+             ((2, 3, 5, 37), 0.0, False, False), ((1, 2, 9, 2100), 1e3, False, False)]  # the last two: gLN alone
+    for shape, shift, bias, prelu in cases:
         inputs = _inputs(*shape, torch.float64, shift=shift, seed=len(shape) + shape[-1], bias=bias)
+        if not prelu:
+            inputs = (inputs[0], inputs[1], None, *inputs[3:])
         dy = torch.randn(*shape, dtype=torch.float64)
         exact, exact_grads = _forward_backward(prelu_gln_reference, inputs, dy, torch.float64)
         ref32, ref32_grads = _forward_backward(prelu_gln_reference, inputs, dy, torch.float32)
@@ -169,6 +194,79 @@ def _check_kernels() -> None:
             errors = {"beta": errors["beta"]}
         for name, (fused_err, eager_err) in errors.items():
             assert fused_err < max(1e-5, 4 * eager_err), (shape, shift, name, fused_err, eager_err)
+    _check_mask()
+    _check_conv()
+    _check_skip_buffer()
+
+
+def _check_skip_buffer() -> None:
+    """Blocks written into a skip buffer: concat_blocks is the buffer itself
+    (no copy), with torch.cat's values and gradients."""
+    shape = (2, 3, 5, 600)
+    blocks = [list(_inputs(*shape, torch.float32, seed=i)) for i in range(3)]
+    weights = [torch.randn(3, 5, 1, 3, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    dy = torch.randn(2, 3, 15, 600)
+    results = []
+    for buffered in (False, True):
+        leaves = [[t.clone().requires_grad_() for t in [block[0], weight, *block[1:]]]
+                  for block, weight in zip(blocks, weights)]
+        buffer = fused_gln.skip_buffer(leaves[0][0], 15) if buffered else None
+        assert (buffer is not None) == buffered
+        outs = [conv_prelu_gln(h, w, 2 ** i, *rest, out=None if buffer is None else buffer[:, :, 5 * i:5 * i + 5])
+                for i, (h, w, *rest) in enumerate(leaves)]
+        joined = concat_blocks(outs, buffer)
+        if buffered:
+            assert joined.data_ptr() == buffer.data_ptr()
+        (joined * dy).sum().backward()
+        results.append((joined.detach(), [t.grad for group in leaves for t in group]))
+    (joined_cat, grads_cat), (joined_buf, grads_buf) = results
+    assert torch.equal(joined_cat, joined_buf)
+    assert all(torch.equal(a, b) for a, b in zip(grads_cat, grads_buf))
+    print("skip buffer: equal to torch.cat, values and gradients")
+
+
+def _check_conv() -> None:
+    """The depthwise conv inside the kernels: dilations reaching across tiles
+    along T (forward 1024 frames, backward 512) and past both ends."""
+    for shape, dilation in (((2, 3, 5, 37), 1), ((2, 3, 5, 37), 16), ((1, 2, 9, 2100), 64), ((1, 2, 3, 700), 2)):
+        inputs = list(_inputs(*shape, torch.float64, shift=0.2, seed=shape[-1] + dilation))
+        weight = torch.randn(shape[1], shape[2], 1, 3, generator=torch.Generator().manual_seed(dilation),
+                             dtype=torch.float64)
+        inputs.insert(1, weight)
+        dy = torch.randn(*shape, dtype=torch.float64)
+
+        def run(impl, dilation=dilation):
+            return lambda h, w, *rest: conv_prelu_gln(h, w, dilation, *rest, impl=impl)
+
+        exact, exact_grads = _forward_backward(run("reference"), inputs, dy, torch.float64)
+        ref32, ref32_grads = _forward_backward(run("reference"), inputs, dy, torch.float32)
+        out, grads = _forward_backward(run("triton"), inputs, dy, torch.float32)
+        again, again_grads = _forward_backward(run("triton"), inputs, dy, torch.float32)
+        assert torch.equal(out, again) and all(torch.equal(a, b) for a, b in zip(grads, again_grads))
+        errors = {"out": (_rel(out, exact), _rel(ref32, exact))}
+        for name, grad, ref, ex in zip(("h", "weight", "bias", "slope", "gamma", "beta"), grads, ref32_grads,
+                                       exact_grads):
+            errors[name] = (_rel(grad, ex), _rel(ref, ex))
+        print("conv", shape, dilation, {k: f"{a:.1e} (eager fp32 {b:.1e})" for k, (a, b) in errors.items()})
+        for name, (fused_err, eager_err) in errors.items():
+            assert fused_err < max(1e-5, 4 * eager_err), (shape, dilation, name, fused_err, eager_err)
+
+
+def _check_mask() -> None:
+    for shape in ((2, 3, 5, 37), (1, 2, 9, 2100)):
+        gen = torch.Generator().manual_seed(shape[-1])
+        inputs = [torch.randn(*shape, generator=gen, dtype=torch.float64) * 3,
+                  torch.randn(*shape[1:3], generator=gen, dtype=torch.float64),
+                  torch.randn(*shape, generator=gen, dtype=torch.float64)]
+        dy = torch.randn(*shape, generator=gen, dtype=torch.float64)
+        exact, exact_grads = _forward_backward(sigmoid_mask_reference, inputs, dy, torch.float64)
+        out, grads = _forward_backward(lambda *a: sigmoid_mask(*a, impl="triton"), inputs, dy, torch.float32)
+        again, again_grads = _forward_backward(lambda *a: sigmoid_mask(*a, impl="triton"), inputs, dy, torch.float32)
+        assert torch.equal(out, again) and all(torch.equal(a, b) for a, b in zip(grads, again_grads))
+        errors = {name: _rel(g, e) for name, g, e in zip(("score", "bias", "x"), grads, exact_grads)}
+        errors["out"] = _rel(out, exact)
+        print("mask", shape, {k: f"{v:.1e}" for k, v in errors.items()})
+        assert max(errors.values()) < 1e-5, errors
 
 
 def _check_stacked() -> None:

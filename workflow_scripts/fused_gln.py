@@ -14,6 +14,21 @@ per-channel sums, then dh with the bias and slope gradients; 5 passes), and
 only h and the (batch, K) mean and 1/std are kept. Every reduction is a
 fixed-order sum of per-tile partials: the results are deterministic.
 
+The same kernels serve the rest of a stacked ConvTasNet's memory-bound ops
+(`StackedConvTasNet(fused=True)`, each a stage of STAGES):
+- `gln(h, gamma, beta)`: the bottleneck gLN of the 512-channel encoder
+  output (no bias, no PReLU: the kernels' PReLU is a compile-time switch);
+- `conv_prelu_gln(h, weight, dilation, ...)`: the blocks' dilated depthwise
+  conv (kernel 3) computed inside the kernels from h at t - d, t, t + d,
+  then bias + PReLU + gLN; backward adds one kernel for d(h) and the conv
+  weight's per-row partials (3 passes, where the conv's own forward and
+  backward took 6 at a third of the bandwidth);
+- `skip_buffer` / `concat_blocks`: the blocks' outputs written by those
+  kernels into channel slices of one (batch, K, blocks x H, T) buffer, the
+  skip convs' input, instead of concatenated afterwards;
+- `sigmoid_mask(score, bias, x)`: sigmoid(score + bias) * x in one pass
+  forward and one backward (d(bias) from per-row partials).
+
 Per-tile statistics are a tile mean and a centred sum of squares, merged
 with Chan's formula, so large means do not cancel. On the CPU, in float64,
 or without Triton, `prelu_gln` runs the eager composition
@@ -24,7 +39,10 @@ tests do.
 On an H100 (bench/fused_gln_bench.py, bench/h100_2026-11-25/fused_call*.json):
 the op alone 3-4x faster forward and 2-3x forward + backward than eager (2.8-2.9
 TB/s forward); a stacked TF32 training step 13-35% faster with 12-22% less
-peak memory, gradients as close to a float64 step as eager's.
+peak memory, gradients as close to a float64 step as eager's. With the four
+stages (fused2_call*.json): a further 17-25% off the step where the GPU is
+the limit (K >= 16, small and medium K7) and 14-25% less peak memory; every
+fused kernel at 2.1-3.0 TB/s.
 """
 
 from __future__ import annotations
@@ -39,6 +57,20 @@ EPS = 1e-8
 # per pass: (elements per program = BLOCK_C x BLOCK_T, largest BLOCK_T, warps per program); the
 # fastest of those tried on an H100 (bench/fused_gln_bench.py --sections tune)
 TILES = {"forward": (4096, 1024, 8), "backward": (2048, 512, 4)}
+# what StackedConvTasNet(fused=True) fuses beyond the blocks' chains (bench/fused_gln_bench.py takes
+# stages out to measure each): the bottleneck gLN of the encoder output (`gln`), the mask's bias +
+# sigmoid + product (`sigmoid_mask`), the blocks' depthwise conv inside the second chain
+# (`conv_prelu_gln`), the blocks' outputs written straight into the skip convs' input (`skip_buffer`,
+# `concat_blocks`)
+STAGES = {"bottleneck", "mask", "depthwise", "skip"}
+# bytes each kernel moves at least (tensor passes x tensor bytes), summed per kernel name while a
+# dict (the bench's profile sets one); None: not counted
+TRAFFIC = None
+
+
+def _count(name: str, passes: int, tensor: torch.Tensor) -> None:
+    if TRAFFIC is not None:
+        TRAFFIC[name] = TRAFFIC.get(name, 0) + passes * tensor.numel() * tensor.element_size()
 
 
 def _interpreting() -> bool:
@@ -55,7 +87,8 @@ def _kernels():
     except Exception:  # noqa: BLE001 - no (working) Triton: the reference path runs
         return None
     return {"fwd_stats": k.fwd_stats, "fwd_apply": k.fwd_apply, "bwd_reduce": k.bwd_reduce,
-            "bwd_apply": k.bwd_apply, "next_power_of_2": triton.next_power_of_2}
+            "bwd_apply": k.bwd_apply, "mask_fwd": k.mask_fwd, "mask_bwd": k.mask_bwd, "conv_bwd": k.conv_bwd,
+            "next_power_of_2": triton.next_power_of_2}
 
 
 def fused_available(device) -> bool:
@@ -80,60 +113,83 @@ def _launch_shape(h, tiles):
 
 
 class _PreluGLN(torch.autograd.Function):
+    """gLN(PReLU(conv(h) + bias)); conv: the depthwise conv of `weight` (K, C, 1, 3)
+    at `dilation`, or none (weight None)."""
+
     @staticmethod
-    def forward(ctx, h, bias, slope, gamma, beta, eps):
+    def forward(ctx, h, weight, bias, slope, gamma, beta, eps, dilation, out=None):
         batch, num_models, channels, frames = h.shape
         kernels, block_c, block_t, num_warps, grid, num_parts = _launch_shape(h, TILES["forward"])
         groups = batch * num_models
-        has_bias = bias is not None
+        has_bias, has_prelu, has_conv = bias is not None, slope is not None, weight is not None
         bias_arg = bias.contiguous() if has_bias else h  # not read without a bias
-        slope, gamma, beta = slope.reshape(-1).contiguous(), gamma.contiguous(), beta.contiguous()
+        slope = slope.reshape(-1).contiguous() if has_prelu else h  # not read without a PReLU
+        weight = weight.reshape(num_models, channels, 3).contiguous() if has_conv else h  # nor without a conv
+        gamma, beta = gamma.contiguous(), beta.contiguous()
+        flags = {"HAS_BIAS": has_bias, "HAS_PRELU": has_prelu, "HAS_CONV": has_conv,
+                 "BLOCK_C": block_c, "BLOCK_T": block_t, "num_warps": num_warps}
         parts = torch.empty(3, groups, num_parts, device=h.device, dtype=torch.float32)
         kernels["fwd_stats"][grid](
-            h, bias_arg, slope, parts[0], parts[1], parts[2], num_models, channels, frames,
-            HAS_BIAS=has_bias, BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
-        out = torch.empty(h.shape, device=h.device, dtype=torch.float32)
+            h, bias_arg, slope, parts[0], parts[1], parts[2], num_models, channels, frames, weight, dilation, **flags)
+        _count("fwd_stats", 1, h)
+        if out is None:
+            out = torch.empty(h.shape, device=h.device, dtype=torch.float32)
         mean = torch.empty(groups, device=h.device, dtype=torch.float32)
         rstd = torch.empty_like(mean)
-        block_p = kernels["next_power_of_2"](num_parts)
         kernels["fwd_apply"][grid](
-            h, bias_arg, slope, gamma, beta, parts[0], parts[1], parts[2], out, mean, rstd,
-            num_models, channels, frames, eps,
-            HAS_BIAS=has_bias, BLOCK_C=block_c, BLOCK_T=block_t, BLOCK_P=block_p, num_warps=num_warps)
-        ctx.save_for_backward(h, bias_arg, slope, gamma, mean, rstd)
-        ctx.has_bias = has_bias
+            h, bias_arg, slope, gamma, beta, parts[0], parts[1], parts[2], out, out.stride(1), mean, rstd,
+            num_models, channels, frames, eps, weight, dilation, BLOCK_P=kernels["next_power_of_2"](num_parts),
+            **flags)
+        _count("fwd_apply", 2, h)
+        ctx.save_for_backward(h, weight, bias_arg, slope, gamma, mean, rstd)
+        ctx.has_bias, ctx.has_prelu, ctx.has_conv, ctx.dilation = has_bias, has_prelu, has_conv, dilation
         return out
 
     @staticmethod
     def backward(ctx, dy):
-        h, bias_arg, slope, gamma, mean, rstd = ctx.saved_tensors
+        h, weight, bias_arg, slope, gamma, mean, rstd = ctx.saved_tensors
         dy = dy.contiguous()
         batch, num_models, channels, frames = h.shape
         kernels, block_c, block_t, num_warps, grid, num_parts = _launch_shape(h, TILES["backward"])
         groups = batch * num_models
-        block_p = kernels["next_power_of_2"](num_parts)
+        flags = {"HAS_BIAS": ctx.has_bias, "HAS_PRELU": ctx.has_prelu, "HAS_CONV": ctx.has_conv,
+                 "BLOCK_C": block_c, "BLOCK_T": block_t, "num_warps": num_warps}
         group_parts = torch.empty(3, groups, num_parts, device=h.device, dtype=torch.float32)
         row_parts = torch.empty(3, batch, num_models, channels, grid[0], device=h.device, dtype=torch.float32)
         kernels["bwd_reduce"][grid](
             h, dy, bias_arg, slope, gamma, mean, rstd, group_parts[0], group_parts[1], row_parts[0], row_parts[1],
-            num_models, channels, frames,
-            HAS_BIAS=ctx.has_bias, BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
-        dh = torch.empty_like(h)
+            num_models, channels, frames, weight, ctx.dilation, **flags)
+        _count("bwd_reduce", 2, h)
+        dx = torch.empty_like(h)  # the gradient at the conv's output (at h without a conv)
         kernels["bwd_apply"][grid](
             h, dy, bias_arg, slope, gamma, mean, rstd, group_parts[0], group_parts[1],
-            dh, row_parts[2], group_parts[2], num_models, channels, frames, 1.0 / (channels * frames),
-            HAS_BIAS=ctx.has_bias, BLOCK_C=block_c, BLOCK_T=block_t, BLOCK_P=block_p, num_warps=num_warps)
-        dgamma, dbeta, dbias = row_parts.sum((1, 4))  # over examples and tiles along T: (3, K, C)
-        dslope = group_parts[2].view(batch, num_models, num_parts).sum((0, 2))
-        return (dh, dbias if ctx.has_bias else None, dslope.view(num_models, 1), dgamma, dbeta, None)
+            dx, row_parts[2], group_parts[2], num_models, channels, frames, 1.0 / (channels * frames),
+            weight, ctx.dilation, BLOCK_P=kernels["next_power_of_2"](num_parts), **flags)
+        _count("bwd_apply", 3, h)
+        dh, dweight = dx, None
+        if ctx.has_conv:
+            dh = torch.empty_like(h)
+            weight_parts = torch.empty(3, batch, num_models, channels, grid[0], device=h.device, dtype=torch.float32)
+            kernels["conv_bwd"][grid](dx, h, weight, dh, weight_parts, num_models, channels, frames, ctx.dilation,
+                                      BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
+            _count("conv_bwd", 3, h)
+            dweight = weight_parts.sum((1, 4)).permute(1, 2, 0).reshape(num_models, channels, 1, 3)
+        if not ctx.has_bias:  # partials not written
+            row_parts = row_parts[:2]
+        sums = row_parts.sum((1, 4))  # over examples and tiles along T: (2 or 3, K, C)
+        dslope = (group_parts[2].view(batch, num_models, num_parts).sum((0, 2)).view(num_models, 1)
+                  if ctx.has_prelu else None)
+        return (dh, dweight, sums[2] if ctx.has_bias else None, dslope, sums[0], sums[1], None, None, None)
 
 
 def prelu_gln_reference(h, bias, slope, gamma, beta, eps=EPS):
     """The eager composition: bias add, PReLU (one slope per model), gLN."""
     x = h if bias is None else h + bias[..., None]
     batch, num_models, channels, frames = x.shape
-    slopes = slope.reshape(num_models, 1).expand(num_models, channels).reshape(-1)
-    a = F.prelu(x.reshape(batch, num_models * channels, frames), slopes)
+    a = x.reshape(batch, num_models * channels, frames)
+    if slope is not None:
+        slopes = slope.reshape(num_models, 1).expand(num_models, channels).reshape(-1)
+        a = F.prelu(a, slopes)
     out = F.group_norm(a, num_models, gamma.reshape(-1), beta.reshape(-1), eps)
     return out.view(x.shape)
 
@@ -148,12 +204,13 @@ def _check_shapes(h, bias, slope, gamma, beta) -> None:
     for name, (tensor, shape) in expected.items():
         if tuple(tensor.shape) != shape:
             raise ValueError(f"{name} must be {shape} for h of shape {tuple(h.shape)}, got {tuple(tensor.shape)}")
-    if slope.numel() != num_models:
+    if slope is not None and slope.numel() != num_models:
         raise ValueError(f"slope must hold one value per model ({num_models}), got shape {tuple(slope.shape)}")
 
 
 def prelu_gln(h, bias, slope, gamma, beta, eps=EPS, impl: str = "auto"):
     """gLN(PReLU(h + bias[..., None])) per (example, model); see the module doc.
+    bias None: no bias add; slope None: no PReLU (a plain gLN).
 
     impl "auto" runs the Triton kernels where `fused_available(h.device)` and
     every tensor is float32, else the eager reference; "triton" and
@@ -169,7 +226,148 @@ def prelu_gln(h, bias, slope, gamma, beta, eps=EPS, impl: str = "auto"):
         return prelu_gln_reference(h, bias, slope, gamma, beta, eps)
     if _kernels() is None:
         raise RuntimeError("the fused gLN kernels need Triton, which cannot be imported here")
-    return _PreluGLN.apply(h.contiguous(), bias, slope, gamma, beta, float(eps))
+    return _PreluGLN.apply(h.contiguous(), None, bias, slope, gamma, beta, float(eps), 1)
 
 
-__all__ = ["fused_available", "prelu_gln", "prelu_gln_reference"]
+def depthwise_conv_reference(h, weight, dilation):
+    """Dilated depthwise conv, "same" zero padding: h (batch, K, C, T), weight (K, C, 1, P)."""
+    batch, num_models, channels, frames = h.shape
+    kernel = weight.shape[-1]
+    out = F.conv1d(h.reshape(batch, num_models * channels, frames), weight.reshape(num_models * channels, 1, kernel),
+                   padding=(kernel - 1) * dilation // 2, dilation=dilation, groups=num_models * channels)
+    return out.view(h.shape)
+
+
+def conv_prelu_gln(h, weight, dilation, bias, slope, gamma, beta, eps=EPS, impl: str = "auto", out=None):
+    """gLN(PReLU(depthwise_conv(h) + bias)): the depthwise conv (dilation
+    `dilation`, "same" padding, weight (K, C, 1, 3); other kernel sizes run
+    the conv unfused) computed inside
+    the fused kernels from h and its neighbours at +-dilation, so neither the
+    conv's output nor its gradient passes through memory as a separate op;
+    backward adds one kernel (d(h) and the weight gradient's fixed-order
+    partials). Fused where "depthwise" is in STAGES, like `prelu_gln`'s impl.
+
+    `out`: a channel slice of a `skip_buffer` that the fused kernels write the
+    result into (and return); unfused, it is left alone and a new tensor
+    returned (`concat_blocks` then concatenates)."""
+    _check_shapes(h, bias, slope, gamma, beta)
+    if weight.dim() != 4 or tuple(weight.shape[:3]) != (h.shape[1], h.shape[2], 1):
+        raise ValueError(f"weight must be {(h.shape[1], h.shape[2], 1)} + (kernel,) for h of shape "
+                         f"{tuple(h.shape)}, got {tuple(weight.shape)}")
+    if impl not in ("auto", "triton", "reference"):
+        raise ValueError(f"unknown impl {impl!r}; expected auto, triton or reference")
+    tensors = [t for t in (h, weight, bias, slope, gamma, beta) if t is not None]
+    if impl == "triton" and weight.shape[-1] != 3:
+        raise ValueError(f"the fused depthwise conv takes kernel 3, got {weight.shape[-1]}")
+    use_triton = impl == "triton" or (
+        impl == "auto" and "depthwise" in STAGES and weight.shape[-1] == 3
+        and all(t.dtype == torch.float32 for t in tensors) and fused_available(h.device))
+    if not use_triton:
+        return prelu_gln(depthwise_conv_reference(h, weight, dilation), bias, slope, gamma, beta, eps,
+                         impl="reference" if impl == "reference" else "auto")
+    if out is not None and (out.shape != h.shape or out.dtype != torch.float32 or out.stride(-1) != 1
+                            or out.stride(2) != h.shape[3] or out.stride(0) != out.stride(1) * h.shape[1]):
+        raise ValueError(f"out must be a (batch, K, C, T) channel slice of a skip_buffer, got shape "
+                         f"{tuple(out.shape)}, strides {out.stride()}")
+    return _PreluGLN.apply(h.contiguous(), weight, bias, slope, gamma, beta, float(eps), int(dilation), out)
+
+
+def skip_buffer(like: torch.Tensor, channels: int) -> torch.Tensor | None:
+    """A (batch, K, channels, T) float32 buffer (like `like`, (batch, K, *, T))
+    for the blocks' outputs, written in place by `conv_prelu_gln(out=...)`:
+    the skip convs' input without a concatenation. None where "skip" is not in
+    STAGES or the kernels do not run (`concat_blocks` then concatenates)."""
+    if not ({"skip", "depthwise"} <= STAGES and like.dtype == torch.float32 and fused_available(like.device)):
+        return None
+    batch, num_models, _, frames = like.shape
+    return torch.empty(batch, num_models, channels, frames, device=like.device, dtype=torch.float32)
+
+
+class _Blocks(torch.autograd.Function):
+    """The filled skip buffer as the concatenation of the blocks' outputs (its slices)."""
+
+    @staticmethod
+    def forward(ctx, buffer, *blocks):
+        ctx.sizes = [block.shape[2] for block in blocks]
+        return buffer
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (None, *grad.split(ctx.sizes, dim=2))
+
+
+def concat_blocks(blocks: list, buffer: torch.Tensor | None) -> torch.Tensor:
+    """torch.cat(blocks, dim=2), without a copy where every block was written
+    into consecutive channel slices of `buffer` (a `skip_buffer`)."""
+    offset = 0
+    for block in blocks:
+        if buffer is None or block._base is not buffer or block.storage_offset() != offset * buffer.shape[3]:
+            return torch.cat(blocks, dim=2)
+        offset += block.shape[2]
+    if offset != buffer.shape[2]:
+        return torch.cat(blocks, dim=2)
+    return _Blocks.apply(buffer, *blocks)
+
+
+def gln(h, gamma, beta, eps=EPS):
+    """gLN alone (no bias, no PReLU), fused where "bottleneck" is in STAGES."""
+    return prelu_gln(h, None, None, gamma, beta, eps, impl="auto" if "bottleneck" in STAGES else "reference")
+
+
+class _SigmoidMask(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, score, bias, x):
+        kernels, block_c, block_t, num_warps, grid, _ = _launch_shape(score, TILES["forward"])
+        out = torch.empty(score.shape, device=score.device, dtype=torch.float32)
+        kernels["mask_fwd"][grid](score, bias, x, out, score.shape[1], score.shape[2], score.shape[3],
+                                  BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
+        _count("mask_fwd", 3, out)
+        ctx.save_for_backward(score, bias, x)
+        return out
+
+    @staticmethod
+    def backward(ctx, dy):
+        score, bias, x = ctx.saved_tensors
+        dy = dy.contiguous()
+        batch, num_models, channels, frames = score.shape
+        kernels, block_c, block_t, num_warps, grid, _ = _launch_shape(score, TILES["backward"])
+        dscore, dx = torch.empty_like(score), torch.empty_like(x)
+        row_parts = torch.empty(batch, num_models, channels, grid[0], device=score.device, dtype=torch.float32)
+        kernels["mask_bwd"][grid](score, bias, x, dy, dscore, dx, row_parts, num_models, channels, frames,
+                                  BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
+        _count("mask_bwd", 5, dx)
+        return dscore, row_parts.sum((0, 3)), dx
+
+
+def sigmoid_mask_reference(score, bias, x):
+    return torch.sigmoid(score + bias[..., None]) * x
+
+
+def sigmoid_mask(score, bias, x, impl: str = "auto"):
+    """sigmoid(score + bias[..., None]) * x: score and x (batch, K, C, T), bias
+    (K, C). Fused (one pass forward, one backward, d(bias) from fixed-order
+    per-row partials) where "mask" is in STAGES, like `prelu_gln`'s impl."""
+    if score.shape != x.shape or score.dim() != 4 or tuple(bias.shape) != tuple(score.shape[1:3]):
+        raise ValueError(f"sigmoid_mask: score {tuple(score.shape)}, bias {tuple(bias.shape)}, x {tuple(x.shape)}")
+    if impl not in ("auto", "triton", "reference"):
+        raise ValueError(f"unknown impl {impl!r}; expected auto, triton or reference")
+    use_triton = impl == "triton" or (
+        impl == "auto" and "mask" in STAGES and fused_available(score.device)
+        and all(t.dtype == torch.float32 for t in (score, bias, x)))
+    if not use_triton:
+        return sigmoid_mask_reference(score, bias, x)
+    return _SigmoidMask.apply(score.contiguous(), bias.contiguous(), x.contiguous())
+
+
+__all__ = [
+    "concat_blocks",
+    "conv_prelu_gln",
+    "depthwise_conv_reference",
+    "fused_available",
+    "gln",
+    "prelu_gln",
+    "prelu_gln_reference",
+    "sigmoid_mask",
+    "sigmoid_mask_reference",
+    "skip_buffer",
+]
