@@ -1,6 +1,7 @@
 """GPU-hours of the paper's whole grid on one H100, from measured per-job rates.
 
     python bench/grid_projection.py [--results bench/h100_2026-11-24b/finetune_call4.json]
+        [--fused bench/h100_2026-11-25/fused2_call3.json [--stack-variant "fused graph"] | --fused none]
         [--steps 600 1200 3000 6006]
 
 The grid as the workflow runs it (configs/genda2025.yaml, `snakemake -n`):
@@ -14,7 +15,12 @@ size is its first 50 utterances), scored for WER and speaker similarity.
 Fine-tuning rates come from a bench/finetune_throughput.py results file that
 has the baseline and stacks of K = 7 measured in one run (the
 workflow's `finetune_stacking: {by: speaker}` stacks a speaker's 6-7
-conditions in one job); the other rates are taken from bench/RESULTS.md or
+conditions in one job). With `--fused` (the default), the step rates, one
+at a time and of the K = 7 stacks as the workflow runs them by default
+(`finetune_stacking.fused` and `.cuda_graph`: `--stack-variant "fused
+graph"`), come from a bench/fused_gln_bench.py results file instead, both
+measured in its run; validation rates stay those of `--results` (validation
+runs the unfused, masked path). The other rates are taken from bench/RESULTS.md or
 assumed, and the output says which. How many steps a fine-tune runs before
 early stopping is not known until real fine-tunes run, so every figure is
 given for several step counts; 6006 is the recipe's cap. Prints Markdown.
@@ -42,10 +48,11 @@ STACK_JOB_OVERHEAD_S = (8.6, ("RESULTS.md, stacked rule section: finetune_stacke
                                "12.5 s training loop (tqdm) and 1.15 s of writing (log timestamps)"))
 PER_MODEL_IO_S = (0.29, "RESULTS.md, stacked rule section: writing 4 members' checkpoint, log and plot took 1.15 s")
 EVAL_JOB_S = (19.0, "RESULTS.md, GPU section: evaluate job wall, one job per GPU, scoring in one process")
-EVAL_JOB_FAST_S = (8.2, "RESULTS.md, evaluation section: evaluate job wall 7.2-9.2 s with --workers 16")
-SHARING = (2.3, "RESULTS.md: 4 jobs per GPU ran 4 fine-tunes + 5 evaluations 2.3x faster than 1 per GPU")
-TTS_RTF = {  # one job per GPU / several jobs per GPU
-    "xtts": ((0.330, 0.100), "RESULTS.md: XTTS-v2 one process / 8 processes sharing the H100 (same run)"),
+EVAL_JOB_SHARED_S = (31.4 / 6, ("RESULTS.md, stacked slice through the rules (resume_eval.sh): 5 evaluations + "
+                                 "score_mixtures alone, 4 jobs per GPU, 31.4 s for 6 jobs (55.5 s with 1 per GPU)"))
+TTS_RTF = {  # one job per GPU as the models' own code runs them / the workflow's fast settings
+    "xtts": ((0.330, 0.0255), ("RESULTS.md: XTTS-v2 coqui's inference, one process (0.330); batch_size 16, "
+                              "2 processes sharing the H100 (0.0255; one process 0.047, coqui's 0.417 in that run)")),
     "speecht5": ((0.0097, 0.0097), "RESULTS.md: SpeechT5 batch 32, one process (not measured shared)"),
     "yourtts": ((0.0230, 0.0042), "RESULTS.md: YourTTS one process / 8 processes sharing the H100 (same run)"),
 }
@@ -55,17 +62,23 @@ TTS_SCORING_RTF = ((0.031, 0.019), ("RESULTS.md: Whisper large-v3 (decoding capp
                                     "runs on the CPU after score_tts gives the GPU back, so it is not counted"))
 
 
-def rates(results: dict) -> dict:
-    """Per size: seconds per model-step and per model-validation, one at a time and stacked."""
+def rates(results: dict, fused: dict | None = None, variant: str = "fused graph") -> dict:
+    """Per size: seconds per model-step and per model-validation, one at a time and stacked
+    (the step rates of `fused`, a fused_gln_bench.py results file, where given: its
+    one-at-a-time baseline and its "{size} K7 {variant}" stacks)."""
     table = {}
     for size in SIZES:
         base = results["baseline"][size]
-        stacked = results["stacked"][size]
         validation = results["validation"][size]
+        if fused is None:
+            base_step_ms, k7_ms = base["ms_per_step"], results["stacked"][size]["K7 tf32"]["ms_per_step"]
+        else:
+            base_step_ms = fused["baseline"][size]["ms_per_step"]
+            k7_ms = fused["stacked"][f"{size} K7 {variant}"]["ms_per_step"]
         table[size] = {
-            "base_step_s": base["ms_per_step"] / 1000,
+            "base_step_s": base_step_ms / 1000,
             "base_val_s": base["val_s_one_model"],
-            "k7_step_s": stacked["K7 tf32"]["ms_per_step"] / 7000,
+            "k7_step_s": k7_ms / 7000,
             "stacked_val_s": validation["val_s_all_models"] / validation["K"],
         }
     return table
@@ -89,12 +102,16 @@ def tts_hours(shared: bool) -> tuple[float, float]:
     return synthesis, scoring
 
 
-def report(results: dict, step_counts: list[int]) -> str:
-    table = rates(results)
+def report(results: dict, step_counts: list[int], fused: dict | None = None, variant: str = "fused graph") -> str:
+    table = rates(results, fused, variant)
     lines = [(f"Measured on {results['device']} ({results['torch']}), {results['date'][:10]}; "
-              f"data: {results['data']}."), "", "Per-model rates (seconds):", "",
-             ("| size | one at a time, s/step | stacked K=7, s/model-step | x | validation per model, one at a "
-              "time / stacked |"),
+              f"data: {results['data']}.")]
+    if fused is not None:
+        lines.append(f"Step rates (one at a time, K=7 stacks {variant}): {fused['device']} ({fused['torch']}, "
+                     f"Triton {fused['triton']}), {fused['date'][:16]}, one run; validation rates from the file above.")
+    lines += ["", "Per-model rates (seconds):", "",
+             (f"| size | one at a time, s/step | stacked K=7{' ' + variant if fused else ''}, s/model-step | x | "
+              "validation per model, one at a time / stacked |"),
              "|---|---|---|---|---|"]
     for size, r in table.items():
         lines.append(f"| {size} | {r['base_step_s']:.4f} | {r['k7_step_s']:.4f} | "
@@ -102,8 +119,8 @@ def report(results: dict, step_counts: list[int]) -> str:
     lines += ["", "Other rates:", ""]
     others = [("finetune job overhead (s)", JOB_OVERHEAD_S), ("finetune_stacked job overhead (s)", STACK_JOB_OVERHEAD_S),
               ("per-member output writing in a stack (s)", PER_MODEL_IO_S),
-              ("evaluate job, one per GPU (s)", EVAL_JOB_S), ("evaluate job, --workers 16 (s)", EVAL_JOB_FAST_S),
-              ("several jobs per GPU, speed-up", SHARING),
+              ("evaluate job, one per GPU (s)", EVAL_JOB_S),
+              ("evaluate job, 4 per GPU, wall per job (s)", (round(EVAL_JOB_SHARED_S[0], 2), EVAL_JOB_SHARED_S[1])),
               *((f"{tts} RTF (one / shared)", (f"{v[0]:g} / {v[1]:g}", src)) for tts, (v, src) in TTS_RTF.items()),
               ("TTS scoring RTF (one / shared)",
                (f"{TTS_SCORING_RTF[0][0]:g} / {TTS_SCORING_RTF[0][1]:g}", TTS_SCORING_RTF[1]))]
@@ -111,7 +128,7 @@ def report(results: dict, step_counts: list[int]) -> str:
         lines.append(f"- {name}: {value} ({source})")
 
     eval_base = EVALUATIONS * EVAL_JOB_S[0] / 3600
-    eval_fast = EVALUATIONS * EVAL_JOB_FAST_S[0] / SHARING[0] / 3600
+    eval_fast = EVALUATIONS * EVAL_JOB_SHARED_S[0] / 3600
     synth_base, scoring_base = tts_hours(shared=False)
     synth_fast, scoring = tts_hours(shared=True)
     lines += ["", (f"GPU-hours on one H100 ({len(SIZES) * FINETUNES_PER_SIZE} fine-tunes, {EVALUATIONS} "
@@ -126,13 +143,13 @@ def report(results: dict, step_counts: list[int]) -> str:
         whole_fast = stacked + eval_fast + synth_fast + scoring
         lines.append(f"| {steps} | {base:.2f} / {stacked:.2f} | {whole_base:.2f} | {whole_fast:.2f} |")
     xtts_hours = SPEAKERS * TTS_AUDIO_S * TTS_RTF["xtts"][0][1] / 3600
-    lines += ["", (f"Evaluation {eval_base:.2f} GPU-h one job per GPU, {eval_fast:.2f} with --workers 16 and jobs "
+    lines += ["", (f"Evaluation {eval_base:.2f} GPU-h one job per GPU, {eval_fast:.2f} with 4 jobs "
                    f"sharing the GPU; synthesis {synth_base:.2f} one job per GPU, {synth_fast:.2f} with several "
                    f"jobs per GPU (xtts {xtts_hours:.2f}); TTS scoring {scoring_base:.2f} one job per GPU, "
                    f"{scoring:.2f} with 4 per GPU."),
               ("The fast settings: finetune_stacking by speaker (one stack of 6-7 per job, each on a GPU of its "
-               "own), several jobs per GPU for evaluation and TTS scoring (4) and synthesis (8; XTTS gives "
-               "0.110 with 4), SpeechT5 batch 32.")]
+               f"own{', ' + variant if fused else ''}), several jobs per GPU for evaluation and TTS scoring (4) "
+               "and synthesis (YourTTS 8; XTTS batch_size 16 in 2 jobs), SpeechT5 batch 32.")]
     fixed = eval_fast + synth_fast + scoring + sum(finetune_hours(table[s], 0, "stacked") for s in SIZES)
     per_step = sum(FINETUNES_PER_SIZE * (table[s]["k7_step_s"] + table[s]["stacked_val_s"] / VAL_EVERY)
                    for s in SIZES) / 3600
@@ -145,9 +162,14 @@ def report(results: dict, step_counts: list[int]) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(Path(__file__).with_name("h100_2026-11-24b") / "finetune_call4.json"))
+    parser.add_argument("--fused", default=str(Path(__file__).with_name("h100_2026-11-25") / "fused2_call3.json"),
+                        help="fused_gln_bench.py results for the step rates, or 'none' for --results' eager stacks")
+    parser.add_argument("--stack-variant", default="fused graph",
+                        help="which K7 stacks of --fused: 'fused graph' (the workflow's default) or 'fused'")
     parser.add_argument("--steps", nargs="+", type=int, default=[600, 1200, 3000, 6006])
     args = parser.parse_args(argv)
-    print(report(json.loads(Path(args.results).read_text()), args.steps))
+    fused = None if args.fused == "none" else json.loads(Path(args.fused).read_text())
+    print(report(json.loads(Path(args.results).read_text()), args.steps, fused, args.stack_variant))
 
 
 if __name__ == "__main__":

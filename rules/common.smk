@@ -481,6 +481,7 @@ FINETUNE_STACKING = {
     "precision": "tf32",
     "batches": "device",
     "fused": True,
+    "cuda_graph": True,
     **config.get("finetune_stacking", {}),
 }
 # a stack fills a GPU by itself and claims all of its slots (GENDA_JOBS_PER_GPU), so it

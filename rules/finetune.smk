@@ -76,10 +76,11 @@ else:
                 precision=FINETUNE_STACKING["precision"],
                 batches=FINETUNE_STACKING["batches"],
                 fused="--fused" if FINETUNE_STACKING["fused"] else "",
+                cuda_graph="--cuda-graph" if FINETUNE_STACKING["cuda_graph"] else "",
                 # a killed job started again continues from here (removed when done)
                 resume="results/finetune/{model}/{speaker}.stack.resume.pt",
             shell:
                 "python -m workflow_scripts.finetune_stacked --init {input.generalist}"
                 " --noise-dir {input.noises} {params.members} {params.recipe}"
-                " --precision {params.precision} --batches {params.batches} {params.fused}"
+                " --precision {params.precision} --batches {params.batches} {params.fused} {params.cuda_graph}"
                 " --threads {threads} --resume-file {params.resume} 2> {log}"

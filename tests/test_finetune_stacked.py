@@ -119,6 +119,16 @@ def test_device_batches_train_every_member(speaker, tmp_path, one_thread):
         assert (out_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_gpu_only_settings_change_nothing_on_the_cpu(speaker, tmp_path, one_thread):
+    # --fused and --cuda-graph act on a GPU only: on the CPU the run is the plain one, to the bit
+    members = [(speaker["gt"], 3, 2, tmp_path / "plain"), (speaker["gt"], 3, 2, tmp_path / "gpu_settings")]
+    finetune_stacked.main(stacked_args(speaker, [members[0]]))
+    finetune_stacked.main(stacked_args(speaker, [members[1]], "--fused", "--cuda-graph"))
+    plain, gpu_settings = (load_checkpoint(m[3] / "model.pt")[0].state_dict() for m in members)
+    for name, value in plain.items():
+        torch.testing.assert_close(gpu_settings[name], value, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(
     "problem, error, message",
     [

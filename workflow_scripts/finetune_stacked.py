@@ -119,8 +119,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--fused",
         action="store_true",
-        help="bias + PReLU + gLN of the TCN blocks as fused Triton kernels on a GPU (workflow_scripts/fused_gln.py;"
-        " float32 and TF32 only, the CPU runs the same ops unfused)",
+        help="fused Triton kernels on a GPU for the gLNs, the TCN blocks' bias + PReLU (+ depthwise conv) chains,"
+        " the skip concatenation and the mask (workflow_scripts/fused_gln.py; float32 and TF32 only, the CPU runs"
+        " the same ops unfused)",
+    )
+    parser.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="on a GPU, capture the training step as a CUDA graph and replay it (recaptured when a member"
+        " stops): a stack of 6-7 small models is otherwise bound by kernel launches",
     )
     add_recipe_args(parser, DEFAULTS)
     parser.set_defaults(resume_every=STACKED_RESUME_EVERY)
@@ -192,7 +199,8 @@ def stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) ->
     generalist's weights, and every member's training and validation audio in
     order (training.training_fingerprint's, for a stack)."""
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps([asdict(recipe), args.precision, args.batches, args.fused, len(train_sets)]).encode())
+    settings = [asdict(recipe), args.precision, args.batches, args.fused, args.cuda_graph, len(train_sets)]
+    digest.update(json.dumps(settings).encode())
     for key, value in generalist.state_dict().items():
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
@@ -224,13 +232,14 @@ def main(argv=None) -> None:
     device = resolve_device(args.device, whole_gpu=True)
     seed_everything(recipe.seed)
     log.info(
-        "fine-tuning %s on %d conditions together, on %s (%s, %s batches%s)",
+        "fine-tuning %s on %d conditions together, on %s (%s, %s batches%s%s)",
         args.init,
         len(members),
         device,
         args.precision,
         args.batches,
-        ", fused gLN kernels" if args.fused and fused_available(device) else "",
+        ", fused kernels" if args.fused and fused_available(device) else "",
+        ", CUDA graph" if args.cuda_graph and device.type == "cuda" else "",
     )
     _, noises = load_noises(args.noise_dir)
     cache: dict = {}
@@ -249,6 +258,7 @@ def main(argv=None) -> None:
     models = [copy.deepcopy(generalist) for _ in members]
     fingerprint = stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) if args.resume_file else ""
     results = train_stacked(models, batches, validation, recipes, device, precision=args.precision, fused=args.fused,
+                            cuda_graph=args.cuda_graph,
                             resume_file=args.resume_file, fingerprint=fingerprint, resume_every=args.resume_every)
 
     failed = [(member, result) for member, result in zip(members, results) if isinstance(result, BaseException)]

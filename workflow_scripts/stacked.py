@@ -56,6 +56,7 @@ from workflow_scripts.convtasnet import ConvTasNet, resolve_config
 from workflow_scripts.fused_gln import (
     concat_blocks,
     conv_prelu_gln,
+    fused_available,
     gln,
     prelu_gln,
     sigmoid_mask,
@@ -98,11 +99,16 @@ class StackedConvTasNet:
     """
 
     def __init__(self, config: dict, num_models: int, device="cpu", dtype=torch.float32, pointwise="matmul",
-                 fused: bool = False):
+                 fused: bool | str = False):
         if pointwise not in POINTWISE_CONVS:
             raise ValueError(f"unknown pointwise {pointwise!r}; expected one of {sorted(POINTWISE_CONVS)}")
         self.pointwise_conv = POINTWISE_CONVS[pointwise]
-        self.fused = fused  # bias + PReLU + gLN of the blocks as fused kernels (fused_gln), unmasked only
+        # fused=True: the fused kernels (fused_gln) where Triton can run them (a GPU), else the eager ops, so
+        # that the CPU's numbers do not change; "reference": the fused path's composition on any device,
+        # with the kernels' reference ops where Triton cannot run (tests). The masked path is always eager.
+        if fused not in (False, True, "reference"):
+            raise ValueError(f"fused must be False, True or 'reference', got {fused!r}")
+        self.fused = fused == "reference" or (fused is True and fused_available(device))
         self.config = resolve_config(config)
         if self.config["L"] != 2 * (self.config["L"] // 2):
             raise ValueError(f"kernel L={self.config['L']} must be even (stride L/2)")
@@ -120,7 +126,7 @@ class StackedConvTasNet:
 
     @classmethod
     def from_models(cls, models: list[ConvTasNet], device="cpu", dtype=torch.float32, pointwise="matmul",
-                    fused: bool = False):
+                    fused: bool | str = False):
         if not models:
             raise ValueError("need at least one model")
         configs = [resolve_config(m.config) for m in models]
