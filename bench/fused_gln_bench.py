@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import finetune_throughput as ft
 
-from workflow_scripts import fused_gln
+from workflow_scripts import fused_gln, stacked
 from workflow_scripts.convtasnet import MODEL_SIZES, build_model
 from workflow_scripts.fused_gln import fused_available, prelu_gln
 from workflow_scripts.stacked import DeviceCropMixer, StackedConvTasNet, precision_mode
@@ -318,11 +318,13 @@ def _profile_tables(prof, traffic, steps) -> dict:
             "kernels": kernel_rows[:40], "ops": op_rows[:40]}
 
 
-def stacked_run(size, k, speakers, device, fused, target_s, cuda_graph=False, variant="all") -> dict:
+def stacked_run(size, k, speakers, device, fused, target_s, cuda_graph=False, variant="all",
+                grad_into_flat=True) -> dict:
     models = [build_model(size) for _ in range(k)]
     ft.free_memory()
     saved_stages = set(fused_gln.STAGES)
     fused_gln.STAGES = _stages(variant)
+    stacked.GRAD_INTO_FLAT = grad_into_flat
     try:
         trainer = ft.StackedTrainer(models, speakers, device, "tf32", cuda_graph)
         trainer.stack.fused = fused
@@ -335,18 +337,30 @@ def stacked_run(size, k, speakers, device, fused, target_s, cuda_graph=False, va
         row = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     finally:
         fused_gln.STAGES = saved_stages
+        stacked.GRAD_INTO_FLAT = True
     trainer = models = None
     ft.free_memory()
     return row
 
 
-def stacked_section(speakers, device, runs, fused_only, target_s, deadline, graphs=(), variants=("all",)) -> dict:
+def stacked_section(speakers, device, runs, fused_only, target_s, deadline, graphs=(), variants=("all",),
+                    accumulate=()) -> dict:
     """Eager and fused steps; each fused variant of `variants` ("all": every
-    stage, keyed "fused"; others keyed "fused:VARIANT") right after eager."""
+    stage, keyed "fused"; others keyed "fused:VARIANT") right after eager. For
+    the size:K of `accumulate`, the fused step (and its graph, where one is
+    run) also with the gradients accumulated by loss.backward() into the
+    strided views of grad_flat (keyed "... accumulate"), as before
+    StackedConvTasNet.backward."""
     result = {}
     for size, k in graphs:  # the fused step captured as a CUDA graph
-        key = f"{size} K{k} fused graph"
-        result[key] = stacked_run(size, k, speakers, device, True, target_s, cuda_graph=True)
+        for into_flat in (True, False) if (size, k) in accumulate else (True,):
+            key = f"{size} K{k} fused graph" + ("" if into_flat else " accumulate")
+            result[key] = stacked_run(size, k, speakers, device, True, target_s, cuda_graph=True,
+                                      grad_into_flat=into_flat)
+            print(f"{key}: {result[key]}", flush=True)
+    for size, k in accumulate:
+        key = f"{size} K{k} fused accumulate"
+        result[key] = stacked_run(size, k, speakers, device, True, target_s, grad_into_flat=False)
         print(f"{key}: {result[key]}", flush=True)
     for size, k in runs + fused_only:
         todo = [(False, "all")] if (size, k) in runs else []
@@ -415,6 +429,8 @@ def main(argv=None) -> None:
     parser.add_argument("--fused-only", nargs="*", type=_config,
                         default=[_config(c) for c in ("tiny:48", "small:24", "medium:24")])
     parser.add_argument("--graph", nargs="*", type=_config, default=[], help="size:K fused steps as a CUDA graph")
+    parser.add_argument("--accumulate", nargs="*", type=_config, default=[],
+                        help="size:K fused steps (and graphs) also with gradients accumulated into grad_flat's views")
     parser.add_argument("--check", nargs="*", type=_config, default=[_config(c) for c in ("tiny:7", "medium:7")])
     parser.add_argument("--op", nargs="*", type=_config, default=[_config(c) for c in ("tiny:32", "medium:16")])
     parser.add_argument("--tiles", nargs="*", type=_tile, default=[],
@@ -470,7 +486,8 @@ def main(argv=None) -> None:
     sizes = [s for s in ft.SIZES if any(size == s for size, _ in args.runs)]
     section("baseline", lambda: baseline_section(speakers, device, sizes, args.target_s))
     section("stacked", lambda: stacked_section(speakers, device, args.runs, args.fused_only, args.target_s,
-                                               started + args.budget_s, args.graph, args.variants))
+                                               started + args.budget_s, args.graph, args.variants,
+                                               args.accumulate))
     results["tiles"] = dict(fused_gln.TILES)
     (out_dir / "fused_results.json").write_text(json.dumps(results, indent=1, default=float))
     print(f"\n{results['device']}, torch {results['torch']}, triton {results['triton']}, {results['date']}, "
