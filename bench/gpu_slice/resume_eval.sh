@@ -28,23 +28,20 @@ summary() {
   grep -h "fine-tuning\|best step\|resumed from\|resume file\|SIGTERM\|job on GPU\|wrote" "$log" || true
 }
 
-clean
-start=$(date +%s.%N)
-GENDA_JOBS_PER_GPU=4 "${smk[@]}" "${no_graph[@]}" "${stack_rules[@]}" -- "${targets[@]}" > "$out/snakemake_no_graph.log" 2>&1
-echo "0. uninterrupted (fused, no CUDA graph): wall $(seconds "$start" "$(date +%s.%N)") s"
-summary
-tr '\r' '\n' < "$log" | grep '^train:' | tail -1 || true
-cat .devslice/benchmarks/finetune_stacked/tiny/spk01.tsv || true
-cp "$log" "$out/finetune_stacked_no_graph.log"
-
-clean
-start=$(date +%s.%N)
-GENDA_JOBS_PER_GPU=4 "${smk[@]}" "${stack[@]}" "${stack_rules[@]}" -- "${targets[@]}" > "$out/snakemake_fused.log" 2>&1
-echo "1. uninterrupted (fused, CUDA graph): wall $(seconds "$start" "$(date +%s.%N)") s"
-summary
-tr '\r' '\n' < "$log" | grep '^train:' | tail -1 || true
-cat .devslice/benchmarks/finetune_stacked/tiny/spk01.tsv || true
-cp "$log" "$out/finetune_stacked_uninterrupted.log"
+uninterrupted() {  # LABEL NAME CONFIG...: the slice from scratch, its wall time, the stacked job's summary
+  local label=$1 name=$2
+  shift 2
+  clean
+  start=$(date +%s.%N)
+  GENDA_JOBS_PER_GPU=4 "${smk[@]}" "$@" "${stack_rules[@]}" -- "${targets[@]}" > "$out/snakemake_$name.log" 2>&1
+  echo "$label: wall $(seconds "$start" "$(date +%s.%N)") s"
+  summary
+  tr '\r' '\n' < "$log" | grep '^train:' | tail -1 || true
+  cat .devslice/benchmarks/finetune_stacked/tiny/spk01.tsv || true
+  cp "$log" "$out/finetune_stacked_$name.log"
+}
+uninterrupted "0. uninterrupted (fused, no CUDA graph)" no_graph "${no_graph[@]}"
+uninterrupted "1. uninterrupted (fused, CUDA graph)" uninterrupted "${stack[@]}"
 
 clean
 start=$(date +%s.%N)
