@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,6 +60,7 @@ from workflow_scripts.training import (
     recipe_from_args,
     remove_resume,
     resolve_device,
+    run_fingerprint,
     seed_everything,
     validation_set,
     write_training_outputs,
@@ -195,20 +194,12 @@ def member_config(args: argparse.Namespace, member: Member, num_members: int) ->
 
 
 def stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) -> str:
-    """A hash of what a stacked run depends on: recipe, precision, batches, the
-    generalist's weights, and every member's training and validation audio in
-    order (training.training_fingerprint's, for a stack)."""
-    digest = hashlib.blake2b(digest_size=16)
+    """training.run_fingerprint of what a stacked run depends on: recipe,
+    precision, batches, the GPU settings, the generalist's weights, and every
+    member's training and validation audio in order."""
     settings = [asdict(recipe), args.precision, args.batches, args.fused, args.cuda_graph, len(train_sets)]
-    digest.update(json.dumps(settings).encode())
-    for key, value in generalist.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    for signals in [noises, *train_sets, *([a for pair in pairs for a in pair] for pairs in val_sets)]:
-        digest.update(str(len(signals)).encode())
-        for audio in signals:
-            digest.update(np.ascontiguousarray(audio).tobytes())
-    return digest.hexdigest()
+    validation = [[a for pair in pairs for a in pair] for pairs in val_sets]
+    return run_fingerprint(settings, generalist, [noises, *train_sets, *validation])
 
 
 def main(argv=None) -> None:

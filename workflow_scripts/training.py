@@ -486,20 +486,29 @@ class BatchStream:
 # ---- resume files ---------------------------------------------------------------
 
 
-def training_fingerprint(model: ConvTasNet, mixer: CropMixer, val_pairs, recipe: Recipe) -> str:
-    """A hash of what the run depends on: recipe, initial model, training and validation audio."""
+def run_fingerprint(settings, model: torch.nn.Module, signal_groups) -> str:
+    """A hash of what a run depends on: its settings (JSON), the initial model's
+    weights and each group of audio in order (arrays, or AudioFiles by their own
+    fingerprint); a resume file is used only by a run of the same hash."""
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps(asdict(recipe), sort_keys=True).encode())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
     for key, value in model.state_dict().items():
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    for signals in (mixer.utterances, mixer.noises, [a for pair in val_pairs for a in pair]):
+    for signals in signal_groups:
         if isinstance(signals, AudioFiles):
             digest.update(signals.fingerprint())
             continue
+        digest.update(str(len(signals)).encode())
         for audio in signals:
             digest.update(np.ascontiguousarray(audio).tobytes())
     return digest.hexdigest()
+
+
+def training_fingerprint(model: ConvTasNet, mixer: CropMixer, val_pairs, recipe: Recipe) -> str:
+    """run_fingerprint of recipe, initial model, training and validation audio."""
+    validation = [a for pair in val_pairs for a in pair]
+    return run_fingerprint(asdict(recipe), model, (mixer.utterances, mixer.noises, validation))
 
 
 def random_states(crop_sampler_state: dict, device: torch.device) -> dict:
