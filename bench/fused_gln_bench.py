@@ -251,7 +251,7 @@ def profile_section(speakers, device, configs, variants, out_dir, steps=2) -> di
             ft.free_memory()
             try:
                 trainer = ft.StackedTrainer(models, speakers, device, "tf32")
-                trainer.stack.fused = True
+                trainer.stack.fused, trainer.stack.frame_align = True, stacked.FRAME_ALIGN
                 with trainer:
                     for _ in range(3):
                         trainer.step()
@@ -319,7 +319,8 @@ def _profile_tables(prof, traffic, steps) -> dict:
 
 
 def stacked_run(size, k, speakers, device, fused, target_s, cuda_graph=False, variant="all",
-                grad_into_flat=True) -> dict:
+                grad_into_flat=True, frame_align=None) -> dict:
+    """ms per step; `frame_align`: the fused stack's (default stacked.FRAME_ALIGN, what fused=True sets)."""
     models = [build_model(size) for _ in range(k)]
     ft.free_memory()
     saved_stages = set(fused_gln.STAGES)
@@ -328,6 +329,7 @@ def stacked_run(size, k, speakers, device, fused, target_s, cuda_graph=False, va
     try:
         trainer = ft.StackedTrainer(models, speakers, device, "tf32", cuda_graph)
         trainer.stack.fused = fused
+        trainer.stack.frame_align = (stacked.FRAME_ALIGN if frame_align is None else frame_align) if fused else 1
         with trainer:
             seconds = ft.timed(trainer.step, device, warmup=4 if cuda_graph else 3, target_s=target_s)
         row = {"ms_per_step": 1000 * seconds, "peak_gib": ft.peak_gib(device)}
@@ -344,23 +346,31 @@ def stacked_run(size, k, speakers, device, fused, target_s, cuda_graph=False, va
 
 
 def stacked_section(speakers, device, runs, fused_only, target_s, deadline, graphs=(), variants=("all",),
-                    accumulate=()) -> dict:
+                    accumulate=(), unaligned=()) -> dict:
     """Eager and fused steps; each fused variant of `variants` ("all": every
     stage, keyed "fused"; others keyed "fused:VARIANT") right after eager. For
     the size:K of `accumulate`, the fused step (and its graph, where one is
     run) also with the gradients accumulated by loss.backward() into the
     strided views of grad_flat (keyed "... accumulate"), as before
-    StackedConvTasNet.backward."""
+    StackedConvTasNet.backward. For the size:K of `unaligned`, likewise with
+    rows of frames not padded (frame_align 1, keyed "... unaligned"), as before
+    StackedConvTasNet.frame_align."""
     result = {}
     for size, k in graphs:  # the fused step captured as a CUDA graph
         for into_flat in (True, False) if (size, k) in accumulate else (True,):
-            key = f"{size} K{k} fused graph" + ("" if into_flat else " accumulate")
-            result[key] = stacked_run(size, k, speakers, device, True, target_s, cuda_graph=True,
-                                      grad_into_flat=into_flat)
-            print(f"{key}: {result[key]}", flush=True)
+            for align in (None, 1) if (size, k) in unaligned and into_flat else (None,):
+                key = f"{size} K{k} fused graph" + ("" if into_flat else " accumulate") + (
+                    " unaligned" if align == 1 else "")
+                result[key] = stacked_run(size, k, speakers, device, True, target_s, cuda_graph=True,
+                                          grad_into_flat=into_flat, frame_align=align)
+                print(f"{key}: {result[key]}", flush=True)
     for size, k in accumulate:
         key = f"{size} K{k} fused accumulate"
         result[key] = stacked_run(size, k, speakers, device, True, target_s, grad_into_flat=False)
+        print(f"{key}: {result[key]}", flush=True)
+    for size, k in unaligned:
+        key = f"{size} K{k} fused unaligned"
+        result[key] = stacked_run(size, k, speakers, device, True, target_s, frame_align=1)
         print(f"{key}: {result[key]}", flush=True)
     for size, k in runs + fused_only:
         todo = [(False, "all")] if (size, k) in runs else []
@@ -431,6 +441,8 @@ def main(argv=None) -> None:
     parser.add_argument("--graph", nargs="*", type=_config, default=[], help="size:K fused steps as a CUDA graph")
     parser.add_argument("--accumulate", nargs="*", type=_config, default=[],
                         help="size:K fused steps (and graphs) also with gradients accumulated into grad_flat's views")
+    parser.add_argument("--unaligned", nargs="*", type=_config, default=[],
+                        help="size:K fused steps (and graphs) also with unpadded rows of frames (frame_align 1)")
     parser.add_argument("--check", nargs="*", type=_config, default=[_config(c) for c in ("tiny:7", "medium:7")])
     parser.add_argument("--op", nargs="*", type=_config, default=[_config(c) for c in ("tiny:32", "medium:16")])
     parser.add_argument("--tiles", nargs="*", type=_tile, default=[],
@@ -487,7 +499,7 @@ def main(argv=None) -> None:
     section("baseline", lambda: baseline_section(speakers, device, sizes, args.target_s))
     section("stacked", lambda: stacked_section(speakers, device, args.runs, args.fused_only, args.target_s,
                                                started + args.budget_s, args.graph, args.variants,
-                                               args.accumulate))
+                                               args.accumulate, args.unaligned))
     results["tiles"] = dict(fused_gln.TILES)
     (out_dir / "fused_results.json").write_text(json.dumps(results, indent=1, default=float))
     print(f"\n{results['device']}, torch {results['torch']}, triton {results['triton']}, {results['date']}, "

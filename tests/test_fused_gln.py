@@ -121,18 +121,73 @@ def test_fused_stack_on_cpu_runs_the_reference(pointwise):
     _compare_stacks(torch.float64, 1e-12, pointwise)
 
 
-def _compare_stacks(dtype, tolerance, pointwise="matmul"):
+@pytest.mark.parametrize("samples", [400, 407, 392])
+def test_padded_frames_give_the_unpadded_numbers(samples):
+    """The fused path's rows padded to a multiple of 8 frames (400 samples: 49
+    frames + 7 of padding; 392: 48, none): the same losses and gradients as
+    the eager stack, in float64, with the reference ops."""
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        pytest.skip("TRITON_INTERPRET is set: the interpreted kernels are tested in a subprocess")
+    _compare_stacks(torch.float64, 1e-12, frame_align=8, samples=samples)
+
+
+def test_reference_ops_leave_padding_out():
+    """frames=: the ops see only the signal (NaN in the padding changes nothing), write zeros past it, and
+    pass zero gradients there."""
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        pytest.skip("TRITON_INTERPRET is set: the interpreted kernels are tested in a subprocess")
+    _check_padding(torch.float64, 0.0)
+
+
+def _check_padding(dtype, tolerance) -> None:
+    """Each op with frames= against itself on the signal alone: NaN in the
+    padding (input and incoming gradient) changes nothing, the output and the
+    input's gradient hold zeros there, the parameters' gradients are equal."""
+    for frames, padding in ((40, 8), (1500, 3)):
+        h, bias, slope, gamma, beta = _inputs(2, 3, 5, frames, dtype, shift=0.3, seed=frames)
+        weight = torch.randn(3, 5, 1, 3, dtype=dtype)
+        nan = torch.full((2, 3, 5, padding), float("nan"), dtype=dtype)
+        dy = torch.randn(2, 3, 5, frames, dtype=dtype)
+        cases = {
+            "prelu_gln": lambda x, p, f: prelu_gln(x, *p[1:5], frames=f),
+            "gln": lambda x, p, f: gln(x, p[3], p[4], frames=f),
+            "conv_prelu_gln": lambda x, p, f: conv_prelu_gln(x, p[0], 4, *p[1:5], frames=f),
+            "sigmoid_mask": lambda x, p, f: sigmoid_mask(x * 0.7 + 1, p[1], x, frames=f),
+        }
+        for name, op in cases.items():
+            results = []
+            for pad in (False, True):
+                params = [t.clone().requires_grad_() for t in (weight, bias, slope, gamma, beta)]
+                leaf = (torch.cat([h, nan], dim=-1) if pad else h).clone().requires_grad_()
+                out = op(leaf, params, frames if pad else None)
+                grad_out = torch.cat([dy, nan], dim=-1) if pad else dy
+                out.backward(grad_out)
+                if pad:
+                    assert out.shape == leaf.shape and torch.all(out[..., frames:] == 0), name
+                    assert torch.all(leaf.grad[..., frames:] == 0), name
+                results.append([out[..., :frames], leaf.grad[..., :frames]]
+                               + [p.grad for p in params if p.grad is not None])
+            for a, b in zip(*results):
+                assert torch.isfinite(a).all() and _rel(a, b) <= tolerance, (name, frames, _rel(a, b))
+        with pytest.raises(ValueError, match="frames must be in 1.."):
+            prelu_gln(torch.cat([h, nan], dim=-1), bias, slope, gamma, beta, frames=frames + padding + 1)
+    print("padding: left out, zeros written")
+
+
+def _compare_stacks(dtype, tolerance, pointwise="matmul", frame_align=None, samples=400):
     models = _tiny_models(2)
     gen = torch.Generator().manual_seed(1)
-    mixtures = torch.randn(2, 2, 400, generator=gen, dtype=dtype)
-    cleans = torch.randn(2, 2, 400, generator=gen, dtype=dtype)
+    mixtures = torch.randn(2, 2, samples, generator=gen, dtype=dtype)
+    cleans = torch.randn(2, 2, samples, generator=gen, dtype=dtype)
     results = []
     for fused in (False, "reference"):
         stack = stacked.StackedConvTasNet.from_models(models, dtype=dtype, pointwise=pointwise, fused=fused)
-        assert stack.fused is (fused is not False)
+        assert stack.fused is (fused is not False) and stack.frame_align == 1
+        if fused and frame_align is not None:  # what fused=True sets on a GPU
+            stack.frame_align = frame_align
         losses = stack.losses(mixtures, cleans)
         losses.sum().backward()
-        lengths = torch.tensor([[400, 250], [300, 400]])
+        lengths = torch.tensor([[samples, 250], [300, samples]])
         masked = stack.forward(mixtures, lengths)  # the masked path stays eager
         results.append((losses.detach(), stack.grad_flat.clone(), masked.detach()))
     (loss_e, grad_e, masked_e), (loss_f, grad_f, masked_f) = results
@@ -201,6 +256,7 @@ def _check_kernels() -> None:
     _check_mask()
     _check_conv()
     _check_skip_buffer()
+    _check_padding(torch.float32, 1e-6)
 
 
 def _check_skip_buffer() -> None:
@@ -276,6 +332,10 @@ def _check_mask() -> None:
 def _check_stacked() -> None:
     rel = _compare_stacks(torch.float32, 1e-5)
     print(f"fused vs eager stack, float32: losses {rel:.1e}")
+    assert stacked.StackedConvTasNet(TINY, 2, fused=True).frame_align == stacked.FRAME_ALIGN
+    for samples in (400, 407):  # 49 frames, padded to 56
+        rel = _compare_stacks(torch.float32, 1e-5, frame_align=stacked.FRAME_ALIGN, samples=samples)
+        print(f"fused with padded frames vs eager stack, float32, {samples} samples: losses {rel:.1e}")
 
 
 if __name__ == "__main__":

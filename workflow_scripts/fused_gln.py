@@ -29,6 +29,12 @@ The same kernels serve the rest of a stacked ConvTasNet's memory-bound ops
 - `sigmoid_mask(score, bias, x)`: sigmoid(score + bias) * x in one pass
   forward and one backward (d(bias) from per-row partials).
 
+Every op takes `frames`: rows of T frames of which the first `frames` are the
+signal. `StackedConvTasNet` pads its rows so (a 4 s crop's 7999 frames to
+8000) because cuBLAS runs the 1x1 convs' matrix products with aligned kernels
+only when a row's length is a multiple of 4: the padding is read as zeros,
+left out of every statistic and gradient, and written as zeros.
+
 Per-tile statistics are a tile mean and a centred sum of squares, merged
 with Chan's formula, so large means do not cancel. On the CPU, in float64,
 or without Triton, `prelu_gln` runs the eager composition
@@ -117,8 +123,9 @@ class _PreluGLN(torch.autograd.Function):
     at `dilation`, or none (weight None)."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias, slope, gamma, beta, eps, dilation, out=None):
-        batch, num_models, channels, frames = h.shape
+    def forward(ctx, h, weight, bias, slope, gamma, beta, eps, dilation, out=None, frames=None):
+        batch, num_models, channels, stride = h.shape
+        frames = stride if frames is None else frames
         kernels, block_c, block_t, num_warps, grid, num_parts = _launch_shape(h, TILES["forward"])
         groups = batch * num_models
         has_bias, has_prelu, has_conv = bias is not None, slope is not None, weight is not None
@@ -130,7 +137,8 @@ class _PreluGLN(torch.autograd.Function):
                  "BLOCK_C": block_c, "BLOCK_T": block_t, "num_warps": num_warps}
         parts = torch.empty(3, groups, num_parts, device=h.device, dtype=torch.float32)
         kernels["fwd_stats"][grid](
-            h, bias_arg, slope, parts[0], parts[1], parts[2], num_models, channels, frames, weight, dilation, **flags)
+            h, bias_arg, slope, parts[0], parts[1], parts[2], num_models, channels, frames, stride, weight, dilation,
+            **flags)
         _count("fwd_stats", 1, h)
         if out is None:
             out = torch.empty(h.shape, device=h.device, dtype=torch.float32)
@@ -138,18 +146,20 @@ class _PreluGLN(torch.autograd.Function):
         rstd = torch.empty_like(mean)
         kernels["fwd_apply"][grid](
             h, bias_arg, slope, gamma, beta, parts[0], parts[1], parts[2], out, out.stride(1), mean, rstd,
-            num_models, channels, frames, eps, weight, dilation, BLOCK_P=kernels["next_power_of_2"](num_parts),
-            **flags)
+            num_models, channels, frames, stride, eps, weight, dilation,
+            BLOCK_P=kernels["next_power_of_2"](num_parts), **flags)
         _count("fwd_apply", 2, h)
         ctx.save_for_backward(h, weight, bias_arg, slope, gamma, mean, rstd)
         ctx.has_bias, ctx.has_prelu, ctx.has_conv, ctx.dilation = has_bias, has_prelu, has_conv, dilation
+        ctx.frames = frames
         return out
 
     @staticmethod
     def backward(ctx, dy):
         h, weight, bias_arg, slope, gamma, mean, rstd = ctx.saved_tensors
         dy = dy.contiguous()
-        batch, num_models, channels, frames = h.shape
+        batch, num_models, channels, stride = h.shape
+        frames = ctx.frames
         kernels, block_c, block_t, num_warps, grid, num_parts = _launch_shape(h, TILES["backward"])
         groups = batch * num_models
         flags = {"HAS_BIAS": ctx.has_bias, "HAS_PRELU": ctx.has_prelu, "HAS_CONV": ctx.has_conv,
@@ -158,20 +168,20 @@ class _PreluGLN(torch.autograd.Function):
         row_parts = torch.empty(3, batch, num_models, channels, grid[0], device=h.device, dtype=torch.float32)
         kernels["bwd_reduce"][grid](
             h, dy, bias_arg, slope, gamma, mean, rstd, group_parts[0], group_parts[1], row_parts[0], row_parts[1],
-            num_models, channels, frames, weight, ctx.dilation, **flags)
+            num_models, channels, frames, stride, weight, ctx.dilation, **flags)
         _count("bwd_reduce", 2, h)
         dx = torch.empty_like(h)  # the gradient at the conv's output (at h without a conv)
         kernels["bwd_apply"][grid](
             h, dy, bias_arg, slope, gamma, mean, rstd, group_parts[0], group_parts[1],
-            dx, row_parts[2], group_parts[2], num_models, channels, frames, 1.0 / (channels * frames),
+            dx, row_parts[2], group_parts[2], num_models, channels, frames, stride, 1.0 / (channels * frames),
             weight, ctx.dilation, BLOCK_P=kernels["next_power_of_2"](num_parts), **flags)
         _count("bwd_apply", 3, h)
         dh, dweight = dx, None
         if ctx.has_conv:
             dh = torch.empty_like(h)
             weight_parts = torch.empty(3, batch, num_models, channels, grid[0], device=h.device, dtype=torch.float32)
-            kernels["conv_bwd"][grid](dx, h, weight, dh, weight_parts, num_models, channels, frames, ctx.dilation,
-                                      BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
+            kernels["conv_bwd"][grid](dx, h, weight, dh, weight_parts, num_models, channels, frames, stride,
+                                      ctx.dilation, BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
             _count("conv_bwd", 3, h)
             dweight = weight_parts.sum((1, 4)).permute(1, 2, 0).reshape(num_models, channels, 1, 3)
         if not ctx.has_bias:  # partials not written
@@ -179,7 +189,7 @@ class _PreluGLN(torch.autograd.Function):
         sums = row_parts.sum((1, 4))  # over examples and tiles along T: (2 or 3, K, C)
         dslope = (group_parts[2].view(batch, num_models, num_parts).sum((0, 2)).view(num_models, 1)
                   if ctx.has_prelu else None)
-        return (dh, dweight, sums[2] if ctx.has_bias else None, dslope, sums[0], sums[1], None, None, None)
+        return (dh, dweight, sums[2] if ctx.has_bias else None, dslope, sums[0], sums[1], None, None, None, None)
 
 
 def prelu_gln_reference(h, bias, slope, gamma, beta, eps=EPS):
@@ -208,25 +218,49 @@ def _check_shapes(h, bias, slope, gamma, beta) -> None:
         raise ValueError(f"slope must hold one value per model ({num_models}), got shape {tuple(slope.shape)}")
 
 
-def prelu_gln(h, bias, slope, gamma, beta, eps=EPS, impl: str = "auto"):
+def _signal_frames(frames, h: torch.Tensor) -> int | None:
+    """`frames` checked against h's rows; None where every frame is signal."""
+    if frames is None or frames == h.shape[-1]:
+        return None
+    if not 0 < frames <= h.shape[-1]:
+        raise ValueError(f"frames must be in 1..{h.shape[-1]} for rows of {h.shape[-1]} frames, got {frames}")
+    return int(frames)
+
+
+def _on_signal(fn, frames: int | None, *tensors: torch.Tensor) -> torch.Tensor:
+    """fn on the first `frames` frames of each (batch, K, C, T) tensor, the
+    result zero-padded back to T frames (the reference ops' padding rule)."""
+    if frames is None:
+        return fn(*tensors)
+    out = fn(*(t[..., :frames] for t in tensors))
+    return F.pad(out, (0, tensors[0].shape[-1] - frames))
+
+
+def prelu_gln(h, bias, slope, gamma, beta, eps=EPS, impl: str = "auto", frames: int | None = None):
     """gLN(PReLU(h + bias[..., None])) per (example, model); see the module doc.
     bias None: no bias add; slope None: no PReLU (a plain gLN).
 
     impl "auto" runs the Triton kernels where `fused_available(h.device)` and
     every tensor is float32, else the eager reference; "triton" and
     "reference" force one.
+
+    frames: the first `frames` of h's T frames are the signal, the rest
+    padding (`StackedConvTasNet` pads rows so that its matrix products run
+    aligned): the padding is left out of the statistics, its gradient is zero
+    and the output holds zeros there. None: all T frames are signal.
     """
     _check_shapes(h, bias, slope, gamma, beta)
+    frames = _signal_frames(frames, h)
     if impl not in ("auto", "triton", "reference"):
         raise ValueError(f"unknown impl {impl!r}; expected auto, triton or reference")
     tensors = [t for t in (h, bias, slope, gamma, beta) if t is not None]
     use_triton = impl == "triton" or (
         impl == "auto" and all(t.dtype == torch.float32 for t in tensors) and fused_available(h.device))
     if not use_triton:
-        return prelu_gln_reference(h, bias, slope, gamma, beta, eps)
+        return _on_signal(lambda x: prelu_gln_reference(x, bias, slope, gamma, beta, eps), frames, h)
     if _kernels() is None:
         raise RuntimeError("the fused gLN kernels need Triton, which cannot be imported here")
-    return _PreluGLN.apply(h.contiguous(), None, bias, slope, gamma, beta, float(eps), 1)
+    return _PreluGLN.apply(h.contiguous(), None, bias, slope, gamma, beta, float(eps), 1, None, frames)
 
 
 def depthwise_conv_reference(h, weight, dilation):
@@ -238,7 +272,8 @@ def depthwise_conv_reference(h, weight, dilation):
     return out.view(h.shape)
 
 
-def conv_prelu_gln(h, weight, dilation, bias, slope, gamma, beta, eps=EPS, impl: str = "auto", out=None):
+def conv_prelu_gln(h, weight, dilation, bias, slope, gamma, beta, eps=EPS, impl: str = "auto", out=None,
+                   frames: int | None = None):
     """gLN(PReLU(depthwise_conv(h) + bias)): the depthwise conv (dilation
     `dilation`, "same" padding, weight (K, C, 1, 3); other kernel sizes run
     the conv unfused) computed inside
@@ -249,8 +284,10 @@ def conv_prelu_gln(h, weight, dilation, bias, slope, gamma, beta, eps=EPS, impl:
 
     `out`: a channel slice of a `skip_buffer` that the fused kernels write the
     result into (and return); unfused, it is left alone and a new tensor
-    returned (`concat_blocks` then concatenates)."""
+    returned (`concat_blocks` then concatenates). `frames`: as `prelu_gln`'s
+    (the conv sees zeros past the signal's end)."""
     _check_shapes(h, bias, slope, gamma, beta)
+    frames = _signal_frames(frames, h)
     if weight.dim() != 4 or tuple(weight.shape[:3]) != (h.shape[1], h.shape[2], 1):
         raise ValueError(f"weight must be {(h.shape[1], h.shape[2], 1)} + (kernel,) for h of shape "
                          f"{tuple(h.shape)}, got {tuple(weight.shape)}")
@@ -263,13 +300,15 @@ def conv_prelu_gln(h, weight, dilation, bias, slope, gamma, beta, eps=EPS, impl:
         impl == "auto" and "depthwise" in STAGES and weight.shape[-1] == 3
         and all(t.dtype == torch.float32 for t in tensors) and fused_available(h.device))
     if not use_triton:
-        return prelu_gln(depthwise_conv_reference(h, weight, dilation), bias, slope, gamma, beta, eps,
-                         impl="reference" if impl == "reference" else "auto")
+        return _on_signal(lambda x: prelu_gln(depthwise_conv_reference(x, weight, dilation), bias, slope, gamma,
+                                              beta, eps, impl="reference" if impl == "reference" else "auto"),
+                          frames, h)
     if out is not None and (out.shape != h.shape or out.dtype != torch.float32 or out.stride(-1) != 1
                             or out.stride(2) != h.shape[3] or out.stride(0) != out.stride(1) * h.shape[1]):
         raise ValueError(f"out must be a (batch, K, C, T) channel slice of a skip_buffer, got shape "
                          f"{tuple(out.shape)}, strides {out.stride()}")
-    return _PreluGLN.apply(h.contiguous(), weight, bias, slope, gamma, beta, float(eps), int(dilation), out)
+    return _PreluGLN.apply(h.contiguous(), weight, bias, slope, gamma, beta, float(eps), int(dilation), out,
+                           frames)
 
 
 def skip_buffer(like: torch.Tensor, channels: int) -> torch.Tensor | None:
@@ -309,44 +348,47 @@ def concat_blocks(blocks: list, buffer: torch.Tensor | None) -> torch.Tensor:
     return _Blocks.apply(buffer, *blocks)
 
 
-def gln(h, gamma, beta, eps=EPS):
+def gln(h, gamma, beta, eps=EPS, frames: int | None = None):
     """gLN alone (no bias, no PReLU), fused where "bottleneck" is in STAGES."""
-    return prelu_gln(h, None, None, gamma, beta, eps, impl="auto" if "bottleneck" in STAGES else "reference")
+    return prelu_gln(h, None, None, gamma, beta, eps, impl="auto" if "bottleneck" in STAGES else "reference",
+                     frames=frames)
 
 
 class _SigmoidMask(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, score, bias, x):
+    def forward(ctx, score, bias, x, frames):
         kernels, block_c, block_t, num_warps, grid, _ = _launch_shape(score, TILES["forward"])
         out = torch.empty(score.shape, device=score.device, dtype=torch.float32)
-        kernels["mask_fwd"][grid](score, bias, x, out, score.shape[1], score.shape[2], score.shape[3],
+        kernels["mask_fwd"][grid](score, bias, x, out, score.shape[1], score.shape[2], frames, score.shape[3],
                                   BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
         _count("mask_fwd", 3, out)
         ctx.save_for_backward(score, bias, x)
+        ctx.frames = frames
         return out
 
     @staticmethod
     def backward(ctx, dy):
         score, bias, x = ctx.saved_tensors
         dy = dy.contiguous()
-        batch, num_models, channels, frames = score.shape
+        batch, num_models, channels, stride = score.shape
         kernels, block_c, block_t, num_warps, grid, _ = _launch_shape(score, TILES["backward"])
         dscore, dx = torch.empty_like(score), torch.empty_like(x)
         row_parts = torch.empty(batch, num_models, channels, grid[0], device=score.device, dtype=torch.float32)
-        kernels["mask_bwd"][grid](score, bias, x, dy, dscore, dx, row_parts, num_models, channels, frames,
-                                  BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
+        kernels["mask_bwd"][grid](score, bias, x, dy, dscore, dx, row_parts, num_models, channels, ctx.frames,
+                                  stride, BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
         _count("mask_bwd", 5, dx)
-        return dscore, row_parts.sum((0, 3)), dx
+        return dscore, row_parts.sum((0, 3)), dx, None
 
 
 def sigmoid_mask_reference(score, bias, x):
     return torch.sigmoid(score + bias[..., None]) * x
 
 
-def sigmoid_mask(score, bias, x, impl: str = "auto"):
+def sigmoid_mask(score, bias, x, impl: str = "auto", frames: int | None = None):
     """sigmoid(score + bias[..., None]) * x: score and x (batch, K, C, T), bias
     (K, C). Fused (one pass forward, one backward, d(bias) from fixed-order
-    per-row partials) where "mask" is in STAGES, like `prelu_gln`'s impl."""
+    per-row partials) where "mask" is in STAGES, like `prelu_gln`'s impl.
+    `frames`: as `prelu_gln`'s (zeros, and zero gradients, past the signal)."""
     if score.shape != x.shape or score.dim() != 4 or tuple(bias.shape) != tuple(score.shape[1:3]):
         raise ValueError(f"sigmoid_mask: score {tuple(score.shape)}, bias {tuple(bias.shape)}, x {tuple(x.shape)}")
     if impl not in ("auto", "triton", "reference"):
@@ -354,9 +396,11 @@ def sigmoid_mask(score, bias, x, impl: str = "auto"):
     use_triton = impl == "triton" or (
         impl == "auto" and "mask" in STAGES and fused_available(score.device)
         and all(t.dtype == torch.float32 for t in (score, bias, x)))
+    frames = _signal_frames(frames, score)
     if not use_triton:
-        return sigmoid_mask_reference(score, bias, x)
-    return _SigmoidMask.apply(score.contiguous(), bias.contiguous(), x.contiguous())
+        return _on_signal(lambda s, v: sigmoid_mask_reference(s, bias, v), frames, score, x)
+    return _SigmoidMask.apply(score.contiguous(), bias.contiguous(), x.contiguous(),
+                              score.shape[3] if frames is None else frames)
 
 
 __all__ = [

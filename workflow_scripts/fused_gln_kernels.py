@@ -1,8 +1,13 @@
 """Triton kernels of workflow_scripts/fused_gln.py (imported only where Triton is).
 
 Tiles of BLOCK_C channels x BLOCK_T frames of one (example, model) group,
-grid (tiles along T, tiles along C, batch x K); every reduction writes
+grid (tiles along TS, tiles along C, batch x K); every reduction writes
 per-tile partials that a later kernel or a fixed-order torch sum combines.
+
+Rows hold TS frames of which the first T are the signal: frames T..TS-1 are
+padding (rows padded so that the 1x1 convs' matrix products run aligned). They
+are read as zeros, left out of every sum, and every tensor a kernel writes
+holds zeros there.
 """
 
 import triton
@@ -10,13 +15,10 @@ import triton.language as tl
 
 
 @triton.jit
-def load_tile(h_ptr, bias_ptr, slope_ptr, g, k, C, T, HAS_BIAS: tl.constexpr, HAS_PRELU: tl.constexpr,
-               BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, HAS_CONV: tl.constexpr, w_ptr, D):
-    rows = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+def load_tile(h_ptr, bias_ptr, slope_ptr, g, k, C, T, TS, HAS_BIAS: tl.constexpr, HAS_PRELU: tl.constexpr,
+              BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, HAS_CONV: tl.constexpr, w_ptr, D):
+    rows, row_ok, mask, stored, offsets = tile(g, C, T, TS, BLOCK_C, BLOCK_T)
     cols = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    row_ok = rows < C
-    mask = row_ok[:, None] & (cols < T)[None, :]
-    offsets = g.to(tl.int64) * C * T + rows[:, None].to(tl.int64) * T + cols[None, :]
     x = tl.load(h_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     if HAS_CONV:  # x = the depthwise conv of h: kernel 3, dilation D, "same" zero padding
         x = x * tl.load(w_ptr + (k * C + rows) * 3 + 1, mask=row_ok, other=0.0)[:, None]
@@ -31,19 +33,32 @@ def load_tile(h_ptr, bias_ptr, slope_ptr, g, k, C, T, HAS_BIAS: tl.constexpr, HA
         a = tl.where(x > 0, x, slope * x)
     else:
         a = x
-    return rows, row_ok, mask, offsets, x, a
+    return rows, row_ok, mask, stored, offsets, x, a
 
 
 @triton.jit
-def fwd_stats(h_ptr, bias_ptr, slope_ptr, count_ptr, mean_ptr, m2_ptr, K, C, T, w_ptr, D,
+def tile(g, C, T, TS, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
+    """This program's rows, their validity, the signal's mask, the written
+    frames' mask (signal and padding) and the element offsets."""
+    rows = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cols = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    row_ok = rows < C
+    mask = row_ok[:, None] & (cols < T)[None, :]
+    stored = row_ok[:, None] & (cols < TS)[None, :]
+    offsets = g.to(tl.int64) * C * TS + rows[:, None].to(tl.int64) * TS + cols[None, :]
+    return rows, row_ok, mask, stored, offsets
+
+
+@triton.jit
+def fwd_stats(h_ptr, bias_ptr, slope_ptr, count_ptr, mean_ptr, m2_ptr, K, C, T, TS, w_ptr, D,
                HAS_BIAS: tl.constexpr, HAS_PRELU: tl.constexpr, HAS_CONV: tl.constexpr,
                BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
     g = tl.program_id(2)
     k = g % K
-    _, _, mask, _, _, a = load_tile(
-        h_ptr, bias_ptr, slope_ptr, g, k, C, T, HAS_BIAS, HAS_PRELU, BLOCK_C, BLOCK_T, HAS_CONV, w_ptr, D)
+    _, _, mask, _, _, _, a = load_tile(
+        h_ptr, bias_ptr, slope_ptr, g, k, C, T, TS, HAS_BIAS, HAS_PRELU, BLOCK_C, BLOCK_T, HAS_CONV, w_ptr, D)
     count = tl.sum(tl.sum(mask.to(tl.float32), 1), 0)
-    mean = tl.sum(tl.sum(tl.where(mask, a, 0.0), 1), 0) / count
+    mean = tl.sum(tl.sum(tl.where(mask, a, 0.0), 1), 0) / tl.maximum(count, 1.0)  # 0 for a tile of padding
     centred = tl.where(mask, a - mean, 0.0)
     m2 = tl.sum(tl.sum(centred * centred, 1), 0)
     part = (g * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(0) + tl.program_id(0)
@@ -70,7 +85,7 @@ def group_stats(count_ptr, mean_ptr, m2_ptr, g, num_parts, eps, BLOCK_P: tl.cons
 
 @triton.jit
 def fwd_apply(h_ptr, bias_ptr, slope_ptr, gamma_ptr, beta_ptr, count_ptr, mean_part_ptr, m2_ptr,
-               out_ptr, out_stride, mean_ptr, rstd_ptr, K, C, T, eps, w_ptr, D,
+               out_ptr, out_stride, mean_ptr, rstd_ptr, K, C, T, TS, eps, w_ptr, D,
                HAS_BIAS: tl.constexpr, HAS_PRELU: tl.constexpr, HAS_CONV: tl.constexpr,
                BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr):
     g = tl.program_id(2)
@@ -80,26 +95,26 @@ def fwd_apply(h_ptr, bias_ptr, slope_ptr, gamma_ptr, beta_ptr, count_ptr, mean_p
     if (tl.program_id(0) == 0) & (tl.program_id(1) == 0):
         tl.store(mean_ptr + g, mean)
         tl.store(rstd_ptr + g, rstd)
-    rows, row_ok, mask, offsets, _, a = load_tile(
-        h_ptr, bias_ptr, slope_ptr, g, k, C, T, HAS_BIAS, HAS_PRELU, BLOCK_C, BLOCK_T, HAS_CONV, w_ptr, D)
+    rows, row_ok, mask, stored, offsets, _, a = load_tile(
+        h_ptr, bias_ptr, slope_ptr, g, k, C, T, TS, HAS_BIAS, HAS_PRELU, BLOCK_C, BLOCK_T, HAS_CONV, w_ptr, D)
     gamma = tl.load(gamma_ptr + k * C + rows, mask=row_ok, other=0.0)
     beta = tl.load(beta_ptr + k * C + rows, mask=row_ok, other=0.0)
-    y = (a - mean) * rstd * gamma[:, None] + beta[:, None]
-    # out: rows of T frames, `out_stride` elements from one group (example, model) to the next
-    out_offsets = offsets + g.to(tl.int64) * (out_stride - C * T)
-    tl.store(out_ptr + out_offsets, y, mask=mask)
+    y = tl.where(mask, (a - mean) * rstd * gamma[:, None] + beta[:, None], 0.0)
+    # out: rows of TS frames, `out_stride` elements from one group (example, model) to the next
+    out_offsets = offsets + g.to(tl.int64) * (out_stride - C * TS)
+    tl.store(out_ptr + out_offsets, y, mask=stored)
 
 
 @triton.jit
 def bwd_reduce(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr,
-                s1_ptr, s2_ptr, dgamma_ptr, dbeta_ptr, K, C, T, w_ptr, D,
+                s1_ptr, s2_ptr, dgamma_ptr, dbeta_ptr, K, C, T, TS, w_ptr, D,
                 HAS_BIAS: tl.constexpr, HAS_PRELU: tl.constexpr, HAS_CONV: tl.constexpr,
                BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
     """Per tile: sum(gamma dy), sum(gamma dy xhat); per row: sum_t dy xhat, sum_t dy."""
     g = tl.program_id(2)
     k = g % K
-    rows, row_ok, mask, offsets, _, a = load_tile(
-        h_ptr, bias_ptr, slope_ptr, g, k, C, T, HAS_BIAS, HAS_PRELU, BLOCK_C, BLOCK_T, HAS_CONV, w_ptr, D)
+    rows, row_ok, mask, _, offsets, _, a = load_tile(
+        h_ptr, bias_ptr, slope_ptr, g, k, C, T, TS, HAS_BIAS, HAS_PRELU, BLOCK_C, BLOCK_T, HAS_CONV, w_ptr, D)
     dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     xhat = (a - tl.load(mean_ptr + g)) * tl.load(rstd_ptr + g)
     gamma = tl.load(gamma_ptr + k * C + rows, mask=row_ok, other=0.0)
@@ -117,7 +132,7 @@ def bwd_reduce(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr
 
 @triton.jit
 def bwd_apply(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr, s1_ptr, s2_ptr,
-               dh_ptr, dbias_ptr, dslope_ptr, K, C, T, inv_count, w_ptr, D,
+               dh_ptr, dbias_ptr, dslope_ptr, K, C, T, TS, inv_count, w_ptr, D,
                HAS_BIAS: tl.constexpr, HAS_PRELU: tl.constexpr, HAS_CONV: tl.constexpr,
                BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr):
     g = tl.program_id(2)
@@ -127,8 +142,8 @@ def bwd_apply(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr,
     ok = index < num_parts
     mean_gdy = tl.sum(tl.load(s1_ptr + g * num_parts + index, mask=ok, other=0.0), 0) * inv_count
     mean_gdy_xhat = tl.sum(tl.load(s2_ptr + g * num_parts + index, mask=ok, other=0.0), 0) * inv_count
-    rows, row_ok, mask, offsets, x, a = load_tile(
-        h_ptr, bias_ptr, slope_ptr, g, k, C, T, HAS_BIAS, HAS_PRELU, BLOCK_C, BLOCK_T, HAS_CONV, w_ptr, D)
+    rows, row_ok, mask, stored, offsets, x, a = load_tile(
+        h_ptr, bias_ptr, slope_ptr, g, k, C, T, TS, HAS_BIAS, HAS_PRELU, BLOCK_C, BLOCK_T, HAS_CONV, w_ptr, D)
     dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     rstd = tl.load(rstd_ptr + g)
     xhat = (a - tl.load(mean_ptr + g)) * rstd
@@ -143,63 +158,61 @@ def bwd_apply(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr,
         tl.store(dslope_ptr + part, tl.sum(tl.sum(dslope, 1), 0))
     else:
         dx = da
-    tl.store(dh_ptr + offsets, dx, mask=mask)
+    dx = tl.where(mask, dx, 0.0)
+    tl.store(dh_ptr + offsets, dx, mask=stored)
     if HAS_BIAS:
-        dx = tl.where(mask, dx, 0.0)
         row_part = (g.to(tl.int64) * C + rows) * tl.num_programs(0) + tl.program_id(0)
         tl.store(dbias_ptr + row_part, tl.sum(dx, 1), mask=row_ok)
 
 
 @triton.jit
-def mask_fwd(score_ptr, bias_ptr, x_ptr, out_ptr, K, C, T, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
+def mask_fwd(score_ptr, bias_ptr, x_ptr, out_ptr, K, C, T, TS, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
     """out = sigmoid(score + bias) * x."""
     g = tl.program_id(2)
     k = g % K
-    _, _, mask, offsets, s, _ = load_tile(
-        score_ptr, bias_ptr, bias_ptr, g, k, C, T, True, False, BLOCK_C, BLOCK_T, False, bias_ptr, 1)
+    _, _, mask, stored, offsets, s, _ = load_tile(
+        score_ptr, bias_ptr, bias_ptr, g, k, C, T, TS, True, False, BLOCK_C, BLOCK_T, False, bias_ptr, 1)
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0)
-    tl.store(out_ptr + offsets, tl.sigmoid(s) * x, mask=mask)
+    tl.store(out_ptr + offsets, tl.where(mask, tl.sigmoid(s) * x, 0.0), mask=stored)
 
 
 @triton.jit
-def mask_bwd(score_ptr, bias_ptr, x_ptr, dy_ptr, dscore_ptr, dx_ptr, dbias_ptr, K, C, T,
+def mask_bwd(score_ptr, bias_ptr, x_ptr, dy_ptr, dscore_ptr, dx_ptr, dbias_ptr, K, C, T, TS,
              BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
     """d(score) and dx of sigmoid(score + bias) * x; per-row partial sums of d(score)."""
     g = tl.program_id(2)
     k = g % K
-    rows, row_ok, mask, offsets, s, _ = load_tile(
-        score_ptr, bias_ptr, bias_ptr, g, k, C, T, True, False, BLOCK_C, BLOCK_T, False, bias_ptr, 1)
+    rows, row_ok, mask, stored, offsets, s, _ = load_tile(
+        score_ptr, bias_ptr, bias_ptr, g, k, C, T, TS, True, False, BLOCK_C, BLOCK_T, False, bias_ptr, 1)
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0)
     dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0)
     sig = tl.sigmoid(s)
-    tl.store(dx_ptr + offsets, dy * sig, mask=mask)
+    tl.store(dx_ptr + offsets, tl.where(mask, dy * sig, 0.0), mask=stored)
     ds = tl.where(mask, dy * x * sig * (1.0 - sig), 0.0)
-    tl.store(dscore_ptr + offsets, ds, mask=mask)
+    tl.store(dscore_ptr + offsets, ds, mask=stored)
     row_part = (g.to(tl.int64) * C + rows) * tl.num_programs(0) + tl.program_id(0)
     tl.store(dbias_ptr + row_part, tl.sum(ds, 1), mask=row_ok)
 
 
 @triton.jit
-def conv_bwd(dx_ptr, h_ptr, w_ptr, dh_ptr, dw_ptr, K, C, T, D, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
+def conv_bwd(dx_ptr, h_ptr, w_ptr, dh_ptr, dw_ptr, K, C, T, TS, D, BLOCK_C: tl.constexpr,
+             BLOCK_T: tl.constexpr):
     """Backward of x = depthwise conv of h (kernel 3, dilation D, "same"): dh,
     and per-row partials of the three weight gradients, laid out (3, G, C,
     tiles along T)."""
     g = tl.program_id(2)
     k = g % K
-    rows = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    rows, row_ok, mask, stored, offsets = tile(g, C, T, TS, BLOCK_C, BLOCK_T)
     cols = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    row_ok = rows < C
-    mask = row_ok[:, None] & (cols < T)[None, :]
     left = mask & (cols >= D)[None, :]
     right = mask & (cols + D < T)[None, :]
-    offsets = g.to(tl.int64) * C * T + rows[:, None].to(tl.int64) * T + cols[None, :]
     w0 = tl.load(w_ptr + (k * C + rows) * 3, mask=row_ok, other=0.0)[:, None]
     w1 = tl.load(w_ptr + (k * C + rows) * 3 + 1, mask=row_ok, other=0.0)[:, None]
     w2 = tl.load(w_ptr + (k * C + rows) * 3 + 2, mask=row_ok, other=0.0)[:, None]
     dx = tl.load(dx_ptr + offsets, mask=mask, other=0.0)
     dh = w1 * dx + w0 * tl.load(dx_ptr + offsets + D, mask=right, other=0.0)
     dh += w2 * tl.load(dx_ptr + offsets - D, mask=left, other=0.0)
-    tl.store(dh_ptr + offsets, dh, mask=mask)
+    tl.store(dh_ptr + offsets, tl.where(mask, dh, 0.0), mask=stored)
     row_part = (g.to(tl.int64) * C + rows) * tl.num_programs(0) + tl.program_id(0)
     plane = tl.num_programs(2).to(tl.int64) * C * tl.num_programs(0)
     h_left = tl.load(h_ptr + offsets - D, mask=left, other=0.0)
