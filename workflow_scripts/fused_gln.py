@@ -67,8 +67,9 @@ TILES = {"forward": (4096, 1024, 8), "backward": (2048, 512, 4)}
 # stages out to measure each): the bottleneck gLN of the encoder output (`gln`), the mask's bias +
 # sigmoid + product (`sigmoid_mask`), the blocks' depthwise conv inside the second chain
 # (`conv_prelu_gln`), the blocks' outputs written straight into the skip convs' input (`skip_buffer`,
-# `concat_blocks`)
-STAGES = {"bottleneck", "mask", "depthwise", "skip"}
+# `concat_blocks`), the residual convs' input gradients added into the skip buffer's gradient by their
+# matrix products (`residual_conv`)
+STAGES = {"bottleneck", "mask", "depthwise", "skip", "residual"}
 # bytes each kernel moves at least (tensor passes x tensor bytes), summed per kernel name while a
 # dict (the bench's profile sets one); None: not counted
 TRAFFIC = None
@@ -157,7 +158,7 @@ class _PreluGLN(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         h, weight, bias_arg, slope, gamma, mean, rstd = ctx.saved_tensors
-        dy = dy.contiguous()
+        dy = _group_strided(dy)  # a skip buffer's slice is read in place
         batch, num_models, channels, stride = h.shape
         frames = ctx.frames
         kernels, block_c, block_t, num_warps, grid, num_parts = _launch_shape(h, TILES["backward"])
@@ -167,12 +168,12 @@ class _PreluGLN(torch.autograd.Function):
         group_parts = torch.empty(3, groups, num_parts, device=h.device, dtype=torch.float32)
         row_parts = torch.empty(3, batch, num_models, channels, grid[0], device=h.device, dtype=torch.float32)
         kernels["bwd_reduce"][grid](
-            h, dy, bias_arg, slope, gamma, mean, rstd, group_parts[0], group_parts[1], row_parts[0], row_parts[1],
-            num_models, channels, frames, stride, weight, ctx.dilation, **flags)
+            h, dy, dy.stride(1), bias_arg, slope, gamma, mean, rstd, group_parts[0], group_parts[1],
+            row_parts[0], row_parts[1], num_models, channels, frames, stride, weight, ctx.dilation, **flags)
         _count("bwd_reduce", 2, h)
         dx = torch.empty_like(h)  # the gradient at the conv's output (at h without a conv)
         kernels["bwd_apply"][grid](
-            h, dy, bias_arg, slope, gamma, mean, rstd, group_parts[0], group_parts[1],
+            h, dy, dy.stride(1), bias_arg, slope, gamma, mean, rstd, group_parts[0], group_parts[1],
             dx, row_parts[2], group_parts[2], num_models, channels, frames, stride, 1.0 / (channels * frames),
             weight, ctx.dilation, BLOCK_P=kernels["next_power_of_2"](num_parts), **flags)
         _count("bwd_apply", 3, h)
@@ -190,6 +191,17 @@ class _PreluGLN(torch.autograd.Function):
         dslope = (group_parts[2].view(batch, num_models, num_parts).sum((0, 2)).view(num_models, 1)
                   if ctx.has_prelu else None)
         return (dh, dweight, sums[2] if ctx.has_bias else None, dslope, sums[0], sums[1], None, None, None, None)
+
+
+def _group_strided(t: torch.Tensor) -> torch.Tensor:
+    """t (batch, K, C, T) as the kernels read it: rows of T contiguous frames,
+    groups (example, model) at any equal spacing (a channel slice of a larger
+    tensor); copied where it is not so laid out."""
+    num_models, channels, frames = t.shape[1:]
+    if (t.stride(3) == 1 and t.stride(2) == frames and t.stride(1) >= channels * frames
+            and t.stride(0) == num_models * t.stride(1)):
+        return t
+    return t.contiguous()
 
 
 def prelu_gln_reference(h, bias, slope, gamma, beta, eps=EPS):
@@ -323,21 +335,46 @@ def skip_buffer(like: torch.Tensor, channels: int) -> torch.Tensor | None:
 
 
 class _Blocks(torch.autograd.Function):
-    """The filled skip buffer as the concatenation of the blocks' outputs (its slices)."""
+    """The filled skip buffer as the concatenation of the blocks' outputs (its
+    slices). Backward hands the buffer's gradient to the residual convs
+    (`SkipGrad`) and each block its slice of it."""
 
     @staticmethod
-    def forward(ctx, buffer, *blocks):
+    def forward(ctx, buffer, skip_grad, *blocks):
         ctx.sizes = [block.shape[2] for block in blocks]
+        ctx.skip_grad = skip_grad
         return buffer
 
     @staticmethod
     def backward(ctx, grad):
-        return (None, *grad.split(ctx.sizes, dim=2))
+        grad = grad.contiguous()
+        if ctx.skip_grad is not None:
+            ctx.skip_grad.grad = grad
+        return (None, None, *grad.split(ctx.sizes, dim=2))
 
 
-def concat_blocks(blocks: list, buffer: torch.Tensor | None) -> torch.Tensor:
+class SkipGrad:
+    """One forward pass's skip buffer and, once backward has passed the skip
+    convs, its gradient: `residual_conv` adds its input gradient into a
+    block's slice of it in place, where autograd would add two tensors."""
+
+    def __init__(self, buffer: torch.Tensor) -> None:
+        self.buffer = buffer
+        self.grad = None
+
+    def channels(self, block: torch.Tensor) -> int | None:
+        """The first channel of `block`'s slice of the buffer; None if it is not one."""
+        buffer = self.buffer
+        if block._base is not buffer or block.stride() != buffer.stride():
+            return None
+        first, rest = divmod(block.storage_offset() - buffer.storage_offset(), buffer.stride(2))
+        return first if rest == 0 and 0 <= first <= buffer.shape[2] - block.shape[2] else None
+
+
+def concat_blocks(blocks: list, buffer: torch.Tensor | None, skip_grad: SkipGrad | None = None) -> torch.Tensor:
     """torch.cat(blocks, dim=2), without a copy where every block was written
-    into consecutive channel slices of `buffer` (a `skip_buffer`)."""
+    into consecutive channel slices of `buffer` (a `skip_buffer`); backward
+    then fills `skip_grad` (the one the blocks' `residual_conv`s were given)."""
     offset = 0
     for block in blocks:
         if buffer is None or block._base is not buffer or block.storage_offset() != offset * buffer.shape[3]:
@@ -345,7 +382,51 @@ def concat_blocks(blocks: list, buffer: torch.Tensor | None) -> torch.Tensor:
         offset += block.shape[2]
     if offset != buffer.shape[2]:
         return torch.cat(blocks, dim=2)
-    return _Blocks.apply(buffer, *blocks)
+    if skip_grad is not None and skip_grad.buffer is not buffer:
+        raise ValueError("skip_grad holds another buffer")
+    return _Blocks.apply(buffer, skip_grad, *blocks)
+
+
+class _ResidualConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, out, block, weight, bias, skip_grad):
+        result = torch.matmul(weight, block)
+        result += bias[..., None]
+        result += out
+        ctx.save_for_backward(block, weight)
+        ctx.skip_grad = skip_grad
+        ctx.first = None if skip_grad is None else skip_grad.channels(block)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad):
+        block, weight = ctx.saved_tensors
+        batch, channels = block.shape[0], block.shape[2]
+        dweight = torch.matmul(grad, block.transpose(-1, -2)).sum(0)
+        dbias = grad.sum((0, 3))
+        skip = None if ctx.first is None else ctx.skip_grad.grad
+        if skip is None:  # autograd adds this to the block's other gradient
+            return grad, torch.matmul(weight.transpose(1, 2), grad), dweight, dbias, None
+        # the block's slice of the skip buffer's gradient, += weight^T grad in place (one GEMM, beta 1);
+        # autograd hands the block that slice (concat_blocks' backward ran first: the skip convs come last)
+        target = skip[:, :, ctx.first:ctx.first + channels].flatten(0, 1)
+        weight_t = weight.transpose(1, 2).expand(batch, -1, -1, -1).flatten(0, 1)
+        target.baddbmm_(weight_t, grad.flatten(0, 1))
+        return grad, None, dweight, dbias, None
+
+
+def residual_conv(out, block, weight, bias, skip_grad: SkipGrad | None = None):
+    """out + (1x1 conv of block) per model: out (batch, K, O, T), block (batch,
+    K, C, T), weight (K, O, C), bias (K, O); a TCN block's residual path.
+
+    Where `block` is a slice of `skip_grad`'s buffer and "residual" is in
+    STAGES, backward adds block's gradient through this conv into the buffer's
+    gradient in place (one matrix product with beta 1), instead of returning
+    it for autograd to add to the skip convs' part (2 passes over the block
+    fewer); otherwise the eager ops."""
+    if "residual" not in STAGES:
+        return out + (torch.matmul(weight, block) + bias[..., None])
+    return _ResidualConv.apply(out, block, weight, bias, skip_grad)
 
 
 def gln(h, gamma, beta, eps=EPS, frames: int | None = None):
@@ -404,6 +485,7 @@ def sigmoid_mask(score, bias, x, impl: str = "auto", frames: int | None = None):
 
 
 __all__ = [
+    "SkipGrad",
     "concat_blocks",
     "conv_prelu_gln",
     "depthwise_conv_reference",
@@ -411,6 +493,7 @@ __all__ = [
     "gln",
     "prelu_gln",
     "prelu_gln_reference",
+    "residual_conv",
     "sigmoid_mask",
     "sigmoid_mask_reference",
     "skip_buffer",

@@ -106,7 +106,7 @@ def fwd_apply(h_ptr, bias_ptr, slope_ptr, gamma_ptr, beta_ptr, count_ptr, mean_p
 
 
 @triton.jit
-def bwd_reduce(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr,
+def bwd_reduce(h_ptr, dy_ptr, dy_stride, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr,
                 s1_ptr, s2_ptr, dgamma_ptr, dbeta_ptr, K, C, T, TS, w_ptr, D,
                 HAS_BIAS: tl.constexpr, HAS_PRELU: tl.constexpr, HAS_CONV: tl.constexpr,
                BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr):
@@ -115,7 +115,8 @@ def bwd_reduce(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr
     k = g % K
     rows, row_ok, mask, _, offsets, _, a = load_tile(
         h_ptr, bias_ptr, slope_ptr, g, k, C, T, TS, HAS_BIAS, HAS_PRELU, BLOCK_C, BLOCK_T, HAS_CONV, w_ptr, D)
-    dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    # dy: rows of TS frames, `dy_stride` elements from one group to the next (a skip buffer's slice)
+    dy = tl.load(dy_ptr + offsets + g.to(tl.int64) * (dy_stride - C * TS), mask=mask, other=0.0).to(tl.float32)
     xhat = (a - tl.load(mean_ptr + g)) * tl.load(rstd_ptr + g)
     gamma = tl.load(gamma_ptr + k * C + rows, mask=row_ok, other=0.0)
     dy_xhat = tl.where(mask, dy * xhat, 0.0)
@@ -131,7 +132,7 @@ def bwd_reduce(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr
 
 
 @triton.jit
-def bwd_apply(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr, s1_ptr, s2_ptr,
+def bwd_apply(h_ptr, dy_ptr, dy_stride, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr, s1_ptr, s2_ptr,
                dh_ptr, dbias_ptr, dslope_ptr, K, C, T, TS, inv_count, w_ptr, D,
                HAS_BIAS: tl.constexpr, HAS_PRELU: tl.constexpr, HAS_CONV: tl.constexpr,
                BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr):
@@ -144,7 +145,7 @@ def bwd_apply(h_ptr, dy_ptr, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr,
     mean_gdy_xhat = tl.sum(tl.load(s2_ptr + g * num_parts + index, mask=ok, other=0.0), 0) * inv_count
     rows, row_ok, mask, stored, offsets, x, a = load_tile(
         h_ptr, bias_ptr, slope_ptr, g, k, C, T, TS, HAS_BIAS, HAS_PRELU, BLOCK_C, BLOCK_T, HAS_CONV, w_ptr, D)
-    dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    dy = tl.load(dy_ptr + offsets + g.to(tl.int64) * (dy_stride - C * TS), mask=mask, other=0.0).to(tl.float32)
     rstd = tl.load(rstd_ptr + g)
     xhat = (a - tl.load(mean_ptr + g)) * rstd
     gamma = tl.load(gamma_ptr + k * C + rows, mask=row_ok, other=0.0)

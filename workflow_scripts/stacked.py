@@ -56,11 +56,13 @@ from tqdm import tqdm
 from workflow_scripts.audio import SAMPLE_RATE
 from workflow_scripts.convtasnet import ConvTasNet, resolve_config
 from workflow_scripts.fused_gln import (
+    SkipGrad,
     concat_blocks,
     conv_prelu_gln,
     fused_available,
     gln,
     prelu_gln,
+    residual_conv,
     sigmoid_mask,
     skip_buffer,
 )
@@ -240,6 +242,7 @@ class StackedConvTasNet:
         num_blocks = cfg["X"] * cfg["R"]
         shared_outputs = []
         skip_in = skip_buffer(out, num_blocks * cfg["H"]) if fused else None  # the blocks write into it
+        skip_grad = None if skip_in is None else SkipGrad(skip_in)  # its gradient, for the residual convs
         for i in range(num_blocks):
             block = f"{masker}TCN.{i}."
             if fused:  # the bias adds (and the depthwise conv) go into the fused kernels
@@ -273,12 +276,15 @@ class StackedConvTasNet:
                     hidden, p[block + "shared_block.5.gamma"], p[block + "shared_block.5.beta"], frame_mask
                 )
             shared_outputs.append(hidden)
-            if i < num_blocks - 1:  # the last block's residual feeds nothing
+            if i < num_blocks - 1 and fused:  # the last block's residual feeds nothing
+                out = residual_conv(out, hidden, p[block + "res_conv.weight"][..., 0], p[block + "res_conv.bias"],
+                                    skip_grad)
+            elif i < num_blocks - 1:
                 out = out + self.pointwise_conv(hidden, p[block + "res_conv.weight"], p[block + "res_conv.bias"])
         # sum of the blocks' skip convs = one conv over their concatenated inputs
         skip_weight = torch.cat([p[f"{masker}TCN.{i}.skip_conv.weight"] for i in range(num_blocks)], dim=2)
         skip_bias = torch.stack([p[f"{masker}TCN.{i}.skip_conv.bias"] for i in range(num_blocks)]).sum(0)
-        skip_sum = self.pointwise_conv(concat_blocks(shared_outputs, skip_in), skip_weight, skip_bias)
+        skip_sum = self.pointwise_conv(concat_blocks(shared_outputs, skip_in, skip_grad), skip_weight, skip_bias)
         score = self.pointwise_conv(
             _prelu(skip_sum, p[masker + "mask_net.0.weight"]),
             p[masker + "mask_net.1.weight"],
