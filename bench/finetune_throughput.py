@@ -43,6 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workflow_scripts.convtasnet import ConvTasNet, build_model, count_parameters, load_checkpoint
+from workflow_scripts.fused_gln import fused_available
 from workflow_scripts.metrics import neg_sdr_loss
 from workflow_scripts.stacked import (
     CropMixerBatches,
@@ -610,7 +611,8 @@ class Float64ConvTasNet(ConvTasNet):
 def curves_section(speakers, device, checkpoint, steps, out_dir: Path, compiled_curves=False) -> dict:
     """Per-step losses and validation SDRs of 2 models over `steps` steps, the
     same batches for every variant: plain fp32 (training.train), plain float64,
-    stacked fp32 / tf32 / bf16."""
+    stacked fp32 / tf32 / bf16, and on a GPU stacked tf32 with the fused kernels,
+    eager and as a CUDA graph (the workflow's stacked jobs)."""
     if checkpoint:
         start_model, _ = load_checkpoint(checkpoint)
     else:
@@ -634,15 +636,18 @@ def curves_section(speakers, device, checkpoint, steps, out_dir: Path, compiled_
     started = time.perf_counter()
     histories["plain fp32 (training.train)"] = plain(ConvTasNet, torch.float32)
     histories["plain float64"] = plain(Float64ConvTasNet, torch.float64)
-    variants = [(precision, False) for precision in ("fp32", "tf32", "bf16")]
+    variants = [(f"stacked {precision}", {"precision": precision}) for precision in ("fp32", "tf32", "bf16")]
     if compiled_curves:
-        variants.append(("tf32", True))
-    for precision, compiled in variants:
+        variants.append(("stacked tf32 compiled", {"precision": "tf32", "compile": True}))
+    if fused_available(device):
+        variants += [("stacked tf32 fused", {"precision": "tf32", "fused": True}),
+                     ("stacked tf32 fused graph", {"precision": "tf32", "fused": True, "cuda_graph": True})]
+    for name, options in variants:
         models = [copy.deepcopy(start_model) for _ in recipes]
         batches = CropMixerBatches([CropMixer(s, n, r) for (s, n), r in zip(data, recipes)], recipes, device)
         results = train_stacked(models, batches, StackedValidation(val_sets, device), recipes, device,
-                                precision=precision, compile=compiled, progress=False)
-        histories[f"stacked {precision}" + (" compiled" if compiled else "")] = [r.history for r in results]
+                                progress=False, **options)
+        histories[name] = [r.history for r in results]
     reference = histories["plain float64"]
     baseline = histories["plain fp32 (training.train)"]
     summary = {"steps": steps, "models": 2, "seconds": time.perf_counter() - started,
