@@ -287,44 +287,48 @@ def _check_skip_buffer() -> None:
 
 
 def _check_residual() -> None:
-    """residual_conv on blocks written into a skip buffer: backward adds the
-    block's gradient through the conv into the buffer's gradient in place (the
-    SkipGrad is filled, the gradients are those of the eager ops)."""
-    shape, out_channels = (2, 3, 5, 600), 4
+    """Three blocks as a ConvTasNet chains them (input_conv, the two chains
+    into a skip buffer, residual_conv): the residual convs add into the skip
+    buffer's gradient and the input convs into the residual stream's in place
+    (SkipGrad filled), with the gradients of autograd's adds and the eager ops."""
+    shape, width = (2, 3, 5, 600), 4  # 5 hidden channels, a residual stream of 4
     gen = torch.Generator().manual_seed(5)
-    blocks = [list(_inputs(*shape, torch.float32, seed=10 + i)) for i in range(3)]
+    blocks = [list(_inputs(*shape, torch.float32, seed=10 + i))[1:] for i in range(3)]
     conv_weights = [torch.randn(3, 5, 1, 3, generator=gen) for _ in range(3)]
-    res = [(torch.randn(3, out_channels, 5, generator=gen), torch.randn(3, out_channels, generator=gen))
-           for _ in range(2)]
-    start = torch.randn(2, 3, out_channels, 600, generator=gen)
-    dy_skip, dy_out = torch.randn(2, 3, 15, 600, generator=gen), torch.randn(2, 3, out_channels, 600, generator=gen)
+    in_weights = [torch.randn(3, 5, width, generator=gen) for _ in range(3)]
+    res = [(torch.randn(3, width, 5, generator=gen), torch.randn(3, width, generator=gen)) for _ in range(2)]
+    start = torch.randn(2, 3, width, 600, generator=gen)
+    dy_skip, dy_out = torch.randn(2, 3, 15, 600, generator=gen), torch.randn(2, 3, width, 600, generator=gen)
     results = {}
     for variant in ("in place", "autograd add", "eager"):
         saved = set(fused_gln.STAGES)
         if variant == "eager":
             fused_gln.STAGES = saved - {"residual"}
         try:
-            leaves = [[t.clone().requires_grad_() for t in [block[0], weight, *block[1:]]]
-                      for block, weight in zip(blocks, conv_weights)]
+            leaves = [[t.clone().requires_grad_() for t in [w_in, w, *block]]
+                      for block, w, w_in in zip(blocks, conv_weights, in_weights)]
             res_leaves = [[t.clone().requires_grad_() for t in pair] for pair in res]
-            out = start.clone().requires_grad_()
-            buffer = fused_gln.skip_buffer(leaves[0][0], 15)
+            stream = start.clone().requires_grad_()
+            buffer = fused_gln.skip_buffer(stream, 15)
             skip_grad = fused_gln.SkipGrad(buffer) if variant == "in place" else None
-            outs, stream = [], out
-            for i, (h, w, *rest) in enumerate(leaves):
+            outs, links, out = [], [], stream
+            for i, (w_in, w, *rest) in enumerate(leaves):
+                links.append(fused_gln.StreamGrad() if variant == "in place" and i < 2 else None)
+                h = fused_gln.input_conv(out, w_in, links[-1])
                 outs.append(conv_prelu_gln(h, w, 2 ** i, *rest, out=buffer[:, :, 5 * i:5 * i + 5]))
                 if i < 2:
-                    stream = fused_gln.residual_conv(stream, outs[-1], *res_leaves[i], skip_grad)
+                    out = fused_gln.residual_conv(out, outs[-1], *res_leaves[i], skip_grad, links[-1])
             joined = concat_blocks(outs, buffer, skip_grad)
-            ((joined * dy_skip).sum() + (stream * dy_out).sum()).backward()
+            ((joined * dy_skip).sum() + (out * dy_out).sum()).backward()
             if variant == "in place":
                 assert skip_grad.grad is not None and skip_grad.channels(outs[1]) == 5
-            results[variant] = [t.grad for group in leaves + res_leaves for t in group] + [out.grad]
+                assert all(link.grad is not None for link in links[:2])
+            results[variant] = [t.grad for group in leaves + res_leaves for t in group] + [stream.grad]
         finally:
             fused_gln.STAGES = saved
     for variant in ("autograd add", "eager"):
         worst = max(_rel(a, b) for a, b in zip(results["in place"], results[variant]))
-        print(f"residual conv into the skip gradient vs {variant}: {worst:.1e}")
+        print(f"residual and input convs adding in place vs {variant}: {worst:.1e}")
         assert worst < 1e-5, (variant, worst)
 
 

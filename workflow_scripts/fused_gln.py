@@ -387,35 +387,72 @@ def concat_blocks(blocks: list, buffer: torch.Tensor | None, skip_grad: SkipGrad
     return _Blocks.apply(buffer, skip_grad, *blocks)
 
 
+def _add_product_(target: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor) -> None:
+    """target (batch, K, C, T) += weight (K, O, C) transposed times grad (batch, K, O, T), in place: one
+    batched matrix product with beta 1 (target may be a channel slice of a larger tensor)."""
+    weight_t = weight.transpose(1, 2).expand(grad.shape[0], -1, -1, -1).flatten(0, 1)
+    target.flatten(0, 1).baddbmm_(weight_t, grad.flatten(0, 1))
+
+
+def _weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return torch.matmul(grad, x.transpose(-1, -2)).sum(0)
+
+
+class StreamGrad:
+    """One block's link between its residual conv and its input conv: the
+    residual conv's backward leaves here the gradient it returns for the
+    residual stream, and the input conv's backward (which runs after it: the
+    block lies between them) adds its own into it in place."""
+
+    grad = None
+
+
 class _ResidualConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, out, block, weight, bias, skip_grad):
+    def forward(ctx, out, block, weight, bias, skip_grad, stream_grad):
         result = torch.matmul(weight, block)
         result += bias[..., None]
         result += out
         ctx.save_for_backward(block, weight)
-        ctx.skip_grad = skip_grad
+        ctx.skip_grad, ctx.stream_grad = skip_grad, stream_grad
         ctx.first = None if skip_grad is None else skip_grad.channels(block)
         return result
 
     @staticmethod
     def backward(ctx, grad):
         block, weight = ctx.saved_tensors
-        batch, channels = block.shape[0], block.shape[2]
-        dweight = torch.matmul(grad, block.transpose(-1, -2)).sum(0)
-        dbias = grad.sum((0, 3))
+        dweight, dbias = _weight_grad(grad, block), grad.sum((0, 3))
+        if ctx.stream_grad is not None:
+            ctx.stream_grad.grad = grad  # out's gradient, which the block's input conv adds into
         skip = None if ctx.first is None else ctx.skip_grad.grad
         if skip is None:  # autograd adds this to the block's other gradient
-            return grad, torch.matmul(weight.transpose(1, 2), grad), dweight, dbias, None
-        # the block's slice of the skip buffer's gradient, += weight^T grad in place (one GEMM, beta 1);
-        # autograd hands the block that slice (concat_blocks' backward ran first: the skip convs come last)
-        target = skip[:, :, ctx.first:ctx.first + channels].flatten(0, 1)
-        weight_t = weight.transpose(1, 2).expand(batch, -1, -1, -1).flatten(0, 1)
-        target.baddbmm_(weight_t, grad.flatten(0, 1))
-        return grad, None, dweight, dbias, None
+            return grad, torch.matmul(weight.transpose(1, 2), grad), dweight, dbias, None, None
+        # the block's slice of the skip buffer's gradient; autograd hands the block that slice
+        # (concat_blocks' backward ran first: the skip convs come last)
+        _add_product_(skip[:, :, ctx.first:ctx.first + block.shape[2]], weight, grad)
+        return grad, None, dweight, dbias, None, None
 
 
-def residual_conv(out, block, weight, bias, skip_grad: SkipGrad | None = None):
+class _InputConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, out, weight, stream_grad):
+        ctx.save_for_backward(out, weight)
+        ctx.stream_grad = stream_grad
+        return torch.matmul(weight, out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, weight = ctx.saved_tensors
+        target = ctx.stream_grad.grad if ctx.stream_grad is not None else None
+        ctx.stream_grad = None
+        if target is None or target.shape != out.shape or not target.is_contiguous():
+            return torch.matmul(weight.transpose(1, 2), grad), _weight_grad(grad, out), None
+        _add_product_(target, weight, grad)
+        return None, _weight_grad(grad, out), None
+
+
+def residual_conv(out, block, weight, bias, skip_grad: SkipGrad | None = None,
+                  stream_grad: StreamGrad | None = None):
     """out + (1x1 conv of block) per model: out (batch, K, O, T), block (batch,
     K, C, T), weight (K, O, C), bias (K, O); a TCN block's residual path.
 
@@ -423,10 +460,22 @@ def residual_conv(out, block, weight, bias, skip_grad: SkipGrad | None = None):
     STAGES, backward adds block's gradient through this conv into the buffer's
     gradient in place (one matrix product with beta 1), instead of returning
     it for autograd to add to the skip convs' part (2 passes over the block
-    fewer); otherwise the eager ops."""
+    fewer); otherwise the eager ops. `stream_grad`: shared with the same
+    block's `input_conv`."""
     if "residual" not in STAGES:
         return out + (torch.matmul(weight, block) + bias[..., None])
-    return _ResidualConv.apply(out, block, weight, bias, skip_grad)
+    return _ResidualConv.apply(out, block, weight, bias, skip_grad, stream_grad)
+
+
+def input_conv(out, weight, stream_grad: StreamGrad | None = None):
+    """A TCN block's input 1x1 conv (no bias) per model: weight (K, H, B) on
+    the residual stream out (batch, K, B, T). Where "residual" is in STAGES and
+    `stream_grad` is the block's residual conv's, backward adds out's
+    gradient through this conv into the gradient the residual conv passed on
+    (one matrix product with beta 1) instead of autograd adding the two."""
+    if "residual" not in STAGES:
+        return torch.matmul(weight, out)
+    return _InputConv.apply(out, weight, stream_grad)
 
 
 def gln(h, gamma, beta, eps=EPS, frames: int | None = None):
@@ -486,11 +535,13 @@ def sigmoid_mask(score, bias, x, impl: str = "auto", frames: int | None = None):
 
 __all__ = [
     "SkipGrad",
+    "StreamGrad",
     "concat_blocks",
     "conv_prelu_gln",
     "depthwise_conv_reference",
     "fused_available",
     "gln",
+    "input_conv",
     "prelu_gln",
     "prelu_gln_reference",
     "residual_conv",

@@ -57,10 +57,12 @@ from workflow_scripts.audio import SAMPLE_RATE
 from workflow_scripts.convtasnet import ConvTasNet, resolve_config
 from workflow_scripts.fused_gln import (
     SkipGrad,
+    StreamGrad,
     concat_blocks,
     conv_prelu_gln,
     fused_available,
     gln,
+    input_conv,
     prelu_gln,
     residual_conv,
     sigmoid_mask,
@@ -246,8 +248,9 @@ class StackedConvTasNet:
         for i in range(num_blocks):
             block = f"{masker}TCN.{i}."
             if fused:  # the bias adds (and the depthwise conv) go into the fused kernels
+                stream_grad = StreamGrad() if i < num_blocks - 1 else None  # links the block's two 1x1 convs
                 hidden = prelu_gln(
-                    self.pointwise_conv(out, p[block + "shared_block.0.weight"], None),
+                    input_conv(out, p[block + "shared_block.0.weight"][..., 0], stream_grad),
                     p[block + "shared_block.0.bias"], p[block + "shared_block.1.weight"],
                     p[block + "shared_block.2.gamma"], p[block + "shared_block.2.beta"], frames=signal_frames,
                 )
@@ -278,7 +281,7 @@ class StackedConvTasNet:
             shared_outputs.append(hidden)
             if i < num_blocks - 1 and fused:  # the last block's residual feeds nothing
                 out = residual_conv(out, hidden, p[block + "res_conv.weight"][..., 0], p[block + "res_conv.bias"],
-                                    skip_grad)
+                                    skip_grad, stream_grad)
             elif i < num_blocks - 1:
                 out = out + self.pointwise_conv(hidden, p[block + "res_conv.weight"], p[block + "res_conv.bias"])
         # sum of the blocks' skip convs = one conv over their concatenated inputs
