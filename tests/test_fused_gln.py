@@ -257,6 +257,7 @@ def _check_kernels() -> None:
     _check_conv()
     _check_skip_buffer()
     _check_residual()
+    _check_encoder_link()
     _check_padding(torch.float32, 1e-6)
 
 
@@ -313,7 +314,7 @@ def _check_residual() -> None:
             skip_grad = fused_gln.SkipGrad(buffer) if variant == "in place" else None
             outs, links, out = [], [], stream
             for i, (w_in, w, *rest) in enumerate(leaves):
-                links.append(fused_gln.StreamGrad() if variant == "in place" and i < 2 else None)
+                links.append(fused_gln.GradLink() if variant == "in place" and i < 2 else None)
                 h = fused_gln.input_conv(out, w_in, links[-1])
                 outs.append(conv_prelu_gln(h, w, 2 ** i, *rest, out=buffer[:, :, 5 * i:5 * i + 5]))
                 if i < 2:
@@ -329,6 +330,37 @@ def _check_residual() -> None:
     for variant in ("autograd add", "eager"):
         worst = max(_rel(a, b) for a, b in zip(results["in place"], results[variant]))
         print(f"residual and input convs adding in place vs {variant}: {worst:.1e}")
+        assert worst < 1e-5, (variant, worst)
+
+
+def _check_encoder_link() -> None:
+    """x through the bottleneck gln and later the mask, linked: the gLN's
+    backward adds its part of x's gradient into the mask's in place; the same
+    gradients as without the link, and with the gLN unfused (the mask then
+    keeps its gradient, so none is lost)."""
+    shape = (2, 3, 7, 300)
+    gen = torch.Generator().manual_seed(7)
+    x0, score0 = torch.randn(*shape, generator=gen), torch.randn(*shape, generator=gen)
+    gamma0, beta0, bias0 = (torch.randn(3, 7, generator=gen) for _ in range(3))
+    dy = torch.randn(*shape, generator=gen)
+    results = {}
+    for variant in ("linked", "unlinked", "gln unfused"):
+        saved = set(fused_gln.STAGES)
+        if variant == "gln unfused":
+            fused_gln.STAGES = saved - {"bottleneck"}
+        try:
+            x, score, gamma, beta, bias = (t.clone().requires_grad_() for t in (x0, score0, gamma0, beta0, bias0))
+            link = fused_gln.GradLink() if variant != "unlinked" else None
+            normed = gln(x, gamma, beta, frames=290, link=link)
+            out = sigmoid_mask(score * normed, bias, x, frames=290, link=link)
+            out.backward(dy)
+            assert (link is not None and link.accepts) == (variant == "linked")
+            results[variant] = [x.grad, score.grad, gamma.grad, beta.grad, bias.grad]
+        finally:
+            fused_gln.STAGES = saved
+    for variant in ("unlinked", "gln unfused"):
+        worst = max(_rel(a, b) for a, b in zip(results["linked"], results[variant]))
+        print(f"encoder output's gradient added in place vs {variant}: {worst:.1e}")
         assert worst < 1e-5, (variant, worst)
 
 

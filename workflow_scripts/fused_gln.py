@@ -68,8 +68,9 @@ TILES = {"forward": (4096, 1024, 8), "backward": (2048, 512, 4)}
 # sigmoid + product (`sigmoid_mask`), the blocks' depthwise conv inside the second chain
 # (`conv_prelu_gln`), the blocks' outputs written straight into the skip convs' input (`skip_buffer`,
 # `concat_blocks`), the residual convs' input gradients added into the skip buffer's gradient by their
-# matrix products (`residual_conv`)
-STAGES = {"bottleneck", "mask", "depthwise", "skip", "residual"}
+# matrix products (`residual_conv`, `input_conv`), the encoder output's gradient from the mask added into
+# by the bottleneck gLN's backward kernel (`GradLink` of `gln` and `sigmoid_mask`)
+STAGES = {"bottleneck", "mask", "depthwise", "skip", "residual", "encoder_grad"}
 # bytes each kernel moves at least (tensor passes x tensor bytes), summed per kernel name while a
 # dict (the bench's profile sets one); None: not counted
 TRAFFIC = None
@@ -124,7 +125,7 @@ class _PreluGLN(torch.autograd.Function):
     at `dilation`, or none (weight None)."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias, slope, gamma, beta, eps, dilation, out=None, frames=None):
+    def forward(ctx, h, weight, bias, slope, gamma, beta, eps, dilation, out=None, frames=None, link=None):
         batch, num_models, channels, stride = h.shape
         frames = stride if frames is None else frames
         kernels, block_c, block_t, num_warps, grid, num_parts = _launch_shape(h, TILES["forward"])
@@ -152,7 +153,7 @@ class _PreluGLN(torch.autograd.Function):
         _count("fwd_apply", 2, h)
         ctx.save_for_backward(h, weight, bias_arg, slope, gamma, mean, rstd)
         ctx.has_bias, ctx.has_prelu, ctx.has_conv, ctx.dilation = has_bias, has_prelu, has_conv, dilation
-        ctx.frames = frames
+        ctx.frames, ctx.link = frames, link
         return out
 
     @staticmethod
@@ -171,12 +172,15 @@ class _PreluGLN(torch.autograd.Function):
             h, dy, dy.stride(1), bias_arg, slope, gamma, mean, rstd, group_parts[0], group_parts[1],
             row_parts[0], row_parts[1], num_models, channels, frames, stride, weight, ctx.dilation, **flags)
         _count("bwd_reduce", 2, h)
-        dx = torch.empty_like(h)  # the gradient at the conv's output (at h without a conv)
+        # the gradient at the conv's output (at h without a conv); with a link, h's other gradient, added into
+        dx = ctx.link.take(h) if ctx.link is not None and not ctx.has_conv else None
+        accumulate = dx is not None
+        dx = torch.empty_like(h) if dx is None else dx
         kernels["bwd_apply"][grid](
             h, dy, dy.stride(1), bias_arg, slope, gamma, mean, rstd, group_parts[0], group_parts[1],
             dx, row_parts[2], group_parts[2], num_models, channels, frames, stride, 1.0 / (channels * frames),
-            weight, ctx.dilation, BLOCK_P=kernels["next_power_of_2"](num_parts), **flags)
-        _count("bwd_apply", 3, h)
+            weight, ctx.dilation, BLOCK_P=kernels["next_power_of_2"](num_parts), ACCUMULATE=accumulate, **flags)
+        _count("bwd_apply", 4 if accumulate else 3, h)
         dh, dweight = dx, None
         if ctx.has_conv:
             dh = torch.empty_like(h)
@@ -190,7 +194,8 @@ class _PreluGLN(torch.autograd.Function):
         sums = row_parts.sum((1, 4))  # over examples and tiles along T: (2 or 3, K, C)
         dslope = (group_parts[2].view(batch, num_models, num_parts).sum((0, 2)).view(num_models, 1)
                   if ctx.has_prelu else None)
-        return (dh, dweight, sums[2] if ctx.has_bias else None, dslope, sums[0], sums[1], None, None, None, None)
+        return (dh, dweight, sums[2] if ctx.has_bias else None, dslope, sums[0], sums[1], None, None, None, None,
+                None)
 
 
 def _group_strided(t: torch.Tensor) -> torch.Tensor:
@@ -248,7 +253,8 @@ def _on_signal(fn, frames: int | None, *tensors: torch.Tensor) -> torch.Tensor:
     return F.pad(out, (0, tensors[0].shape[-1] - frames))
 
 
-def prelu_gln(h, bias, slope, gamma, beta, eps=EPS, impl: str = "auto", frames: int | None = None):
+def prelu_gln(h, bias, slope, gamma, beta, eps=EPS, impl: str = "auto", frames: int | None = None,
+              link: GradLink | None = None):
     """gLN(PReLU(h + bias[..., None])) per (example, model); see the module doc.
     bias None: no bias add; slope None: no PReLU (a plain gLN).
 
@@ -272,7 +278,9 @@ def prelu_gln(h, bias, slope, gamma, beta, eps=EPS, impl: str = "auto", frames: 
         return _on_signal(lambda x: prelu_gln_reference(x, bias, slope, gamma, beta, eps), frames, h)
     if _kernels() is None:
         raise RuntimeError("the fused gLN kernels need Triton, which cannot be imported here")
-    return _PreluGLN.apply(h.contiguous(), None, bias, slope, gamma, beta, float(eps), 1, None, frames)
+    if link is not None:
+        link.accepts = True
+    return _PreluGLN.apply(h.contiguous(), None, bias, slope, gamma, beta, float(eps), 1, None, frames, link)
 
 
 def depthwise_conv_reference(h, weight, dilation):
@@ -398,13 +406,22 @@ def _weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.matmul(grad, x.transpose(-1, -2)).sum(0)
 
 
-class StreamGrad:
-    """One block's link between its residual conv and its input conv: the
-    residual conv's backward leaves here the gradient it returns for the
-    residual stream, and the input conv's backward (which runs after it: the
-    block lies between them) adds its own into it in place."""
+class GradLink:
+    """Two consumers of one tensor whose backwards run in a known order: the
+    first leaves here the gradient it returns for the tensor (or, returning
+    None, hands it over), the second adds its own into it in place. A block's
+    residual conv and input conv (the block lies between them), and the
+    mask's product and the bottleneck gLN of the encoder output."""
 
     grad = None
+    accepts = False  # the second consumer runs the fused kernels, which add into `grad`
+
+    def take(self, like: torch.Tensor) -> torch.Tensor | None:
+        """The gradient left here, if laid out as `like` (contiguous); once."""
+        grad, self.grad = self.grad, None
+        if grad is None or grad.shape != like.shape or grad.dtype != like.dtype or not grad.is_contiguous():
+            return None
+        return grad
 
 
 class _ResidualConv(torch.autograd.Function):
@@ -452,7 +469,7 @@ class _InputConv(torch.autograd.Function):
 
 
 def residual_conv(out, block, weight, bias, skip_grad: SkipGrad | None = None,
-                  stream_grad: StreamGrad | None = None):
+                  stream_grad: GradLink | None = None):
     """out + (1x1 conv of block) per model: out (batch, K, O, T), block (batch,
     K, C, T), weight (K, O, C), bias (K, O); a TCN block's residual path.
 
@@ -467,7 +484,7 @@ def residual_conv(out, block, weight, bias, skip_grad: SkipGrad | None = None,
     return _ResidualConv.apply(out, block, weight, bias, skip_grad, stream_grad)
 
 
-def input_conv(out, weight, stream_grad: StreamGrad | None = None):
+def input_conv(out, weight, stream_grad: GradLink | None = None):
     """A TCN block's input 1x1 conv (no bias) per model: weight (K, H, B) on
     the residual stream out (batch, K, B, T). Where "residual" is in STAGES and
     `stream_grad` is the block's residual conv's, backward adds out's
@@ -478,22 +495,26 @@ def input_conv(out, weight, stream_grad: StreamGrad | None = None):
     return _InputConv.apply(out, weight, stream_grad)
 
 
-def gln(h, gamma, beta, eps=EPS, frames: int | None = None):
-    """gLN alone (no bias, no PReLU), fused where "bottleneck" is in STAGES."""
-    return prelu_gln(h, None, None, gamma, beta, eps, impl="auto" if "bottleneck" in STAGES else "reference",
-                     frames=frames)
+def gln(h, gamma, beta, eps=EPS, frames: int | None = None, link: GradLink | None = None):
+    """gLN alone (no bias, no PReLU), fused where "bottleneck" is in STAGES.
+    `link`: the one a later `sigmoid_mask` of h was given: backward adds h's
+    gradient into the one the mask's backward left there (in the kernel that
+    writes it: 2 passes over h fewer than autograd's add)."""
+    if "bottleneck" not in STAGES:
+        return prelu_gln(h, None, None, gamma, beta, eps, impl="reference", frames=frames)
+    return prelu_gln(h, None, None, gamma, beta, eps, frames=frames, link=link)
 
 
 class _SigmoidMask(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, score, bias, x, frames):
+    def forward(ctx, score, bias, x, frames, link):
         kernels, block_c, block_t, num_warps, grid, _ = _launch_shape(score, TILES["forward"])
         out = torch.empty(score.shape, device=score.device, dtype=torch.float32)
         kernels["mask_fwd"][grid](score, bias, x, out, score.shape[1], score.shape[2], frames, score.shape[3],
                                   BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
         _count("mask_fwd", 3, out)
         ctx.save_for_backward(score, bias, x)
-        ctx.frames = frames
+        ctx.frames, ctx.link = frames, link
         return out
 
     @staticmethod
@@ -507,18 +528,23 @@ class _SigmoidMask(torch.autograd.Function):
         kernels["mask_bwd"][grid](score, bias, x, dy, dscore, dx, row_parts, num_models, channels, ctx.frames,
                                   stride, BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
         _count("mask_bwd", 5, dx)
-        return dscore, row_parts.sum((0, 3)), dx, None
+        if ctx.link is not None:  # handed to the gLN of x, which adds its own part into it
+            ctx.link.grad = dx
+            return dscore, row_parts.sum((0, 3)), None, None, None
+        return dscore, row_parts.sum((0, 3)), dx, None, None
 
 
 def sigmoid_mask_reference(score, bias, x):
     return torch.sigmoid(score + bias[..., None]) * x
 
 
-def sigmoid_mask(score, bias, x, impl: str = "auto", frames: int | None = None):
+def sigmoid_mask(score, bias, x, impl: str = "auto", frames: int | None = None, link: GradLink | None = None):
     """sigmoid(score + bias[..., None]) * x: score and x (batch, K, C, T), bias
     (K, C). Fused (one pass forward, one backward, d(bias) from fixed-order
     per-row partials) where "mask" is in STAGES, like `prelu_gln`'s impl.
-    `frames`: as `prelu_gln`'s (zeros, and zero gradients, past the signal)."""
+    `frames`: as `prelu_gln`'s (zeros, and zero gradients, past the signal).
+    `link`: shared with the `gln` that x went through earlier, which then adds
+    its part of x's gradient into the mask's (fused path only)."""
     if score.shape != x.shape or score.dim() != 4 or tuple(bias.shape) != tuple(score.shape[1:3]):
         raise ValueError(f"sigmoid_mask: score {tuple(score.shape)}, bias {tuple(bias.shape)}, x {tuple(x.shape)}")
     if impl not in ("auto", "triton", "reference"):
@@ -529,13 +555,15 @@ def sigmoid_mask(score, bias, x, impl: str = "auto", frames: int | None = None):
     frames = _signal_frames(frames, score)
     if not use_triton:
         return _on_signal(lambda s, v: sigmoid_mask_reference(s, bias, v), frames, score, x)
+    if link is not None and not link.accepts:  # that gLN ran the eager ops: autograd adds the two
+        link = None
     return _SigmoidMask.apply(score.contiguous(), bias.contiguous(), x.contiguous(),
-                              score.shape[3] if frames is None else frames)
+                              score.shape[3] if frames is None else frames, link)
 
 
 __all__ = [
+    "GradLink",
     "SkipGrad",
-    "StreamGrad",
     "concat_blocks",
     "conv_prelu_gln",
     "depthwise_conv_reference",

@@ -135,7 +135,8 @@ def bwd_reduce(h_ptr, dy_ptr, dy_stride, bias_ptr, slope_ptr, gamma_ptr, mean_pt
 def bwd_apply(h_ptr, dy_ptr, dy_stride, bias_ptr, slope_ptr, gamma_ptr, mean_ptr, rstd_ptr, s1_ptr, s2_ptr,
                dh_ptr, dbias_ptr, dslope_ptr, K, C, T, TS, inv_count, w_ptr, D,
                HAS_BIAS: tl.constexpr, HAS_PRELU: tl.constexpr, HAS_CONV: tl.constexpr,
-               BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr):
+               BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, ACCUMULATE: tl.constexpr = False):
+    """dh (ACCUMULATE: dh += the gradient, in place), d(bias) per-row and d(slope) per-tile partials."""
     g = tl.program_id(2)
     k = g % K
     num_parts = tl.num_programs(0) * tl.num_programs(1)
@@ -160,7 +161,10 @@ def bwd_apply(h_ptr, dy_ptr, dy_stride, bias_ptr, slope_ptr, gamma_ptr, mean_ptr
     else:
         dx = da
     dx = tl.where(mask, dx, 0.0)
-    tl.store(dh_ptr + offsets, dx, mask=stored)
+    if ACCUMULATE:
+        tl.store(dh_ptr + offsets, dx + tl.load(dh_ptr + offsets, mask=mask, other=0.0), mask=stored)
+    else:
+        tl.store(dh_ptr + offsets, dx, mask=stored)
     if HAS_BIAS:
         row_part = (g.to(tl.int64) * C + rows) * tl.num_programs(0) + tl.program_id(0)
         tl.store(dbias_ptr + row_part, tl.sum(dx, 1), mask=row_ok)

@@ -53,11 +53,12 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from workflow_scripts import fused_gln
 from workflow_scripts.audio import SAMPLE_RATE
 from workflow_scripts.convtasnet import ConvTasNet, resolve_config
 from workflow_scripts.fused_gln import (
+    GradLink,
     SkipGrad,
-    StreamGrad,
     concat_blocks,
     conv_prelu_gln,
     fused_available,
@@ -235,7 +236,10 @@ class StackedConvTasNet:
             tf_rep = tf_rep * frame_mask
         masker = "masker."
         if fused:
-            out = gln(tf_rep, p[masker + "bottleneck.0.gamma"], p[masker + "bottleneck.0.beta"], frames=signal_frames)
+            # the mask's backward hands tf_rep's gradient to the bottleneck gLN's, which adds into it
+            tf_link = GradLink() if "encoder_grad" in fused_gln.STAGES else None
+            out = gln(tf_rep, p[masker + "bottleneck.0.gamma"], p[masker + "bottleneck.0.beta"], frames=signal_frames,
+                      link=tf_link)
         else:
             out = _global_layer_norm(
                 tf_rep, p[masker + "bottleneck.0.gamma"], p[masker + "bottleneck.0.beta"], frame_mask
@@ -248,7 +252,7 @@ class StackedConvTasNet:
         for i in range(num_blocks):
             block = f"{masker}TCN.{i}."
             if fused:  # the bias adds (and the depthwise conv) go into the fused kernels
-                stream_grad = StreamGrad() if i < num_blocks - 1 else None  # links the block's two 1x1 convs
+                stream_grad = GradLink() if i < num_blocks - 1 else None  # links the block's two 1x1 convs
                 hidden = prelu_gln(
                     input_conv(out, p[block + "shared_block.0.weight"][..., 0], stream_grad),
                     p[block + "shared_block.0.bias"], p[block + "shared_block.1.weight"],
@@ -294,7 +298,7 @@ class StackedConvTasNet:
             None if fused else p[masker + "mask_net.1.bias"],
         )
         if fused:  # bias + sigmoid + product in one kernel
-            masked = sigmoid_mask(score, p[masker + "mask_net.1.bias"], tf_rep, frames=signal_frames)
+            masked = sigmoid_mask(score, p[masker + "mask_net.1.bias"], tf_rep, frames=signal_frames, link=tf_link)
         else:
             masked = torch.sigmoid(score) * tf_rep
         # transposed conv (kernel 2*stride) = matrix product, then overlap-add of two halves
