@@ -197,7 +197,7 @@ def baseline_section(speakers, device, sizes, target_s) -> dict:
     return result
 
 
-ALL_STAGES = ("bottleneck", "mask", "depthwise", "skip", "residual", "encoder_grad")
+ALL_STAGES = ("bottleneck", "mask", "depthwise", "skip", "residual", "encoder_grad", "decoder")
 
 
 def _stages(variant: str) -> set:

@@ -69,8 +69,9 @@ TILES = {"forward": (4096, 1024, 8), "backward": (2048, 512, 4)}
 # (`conv_prelu_gln`), the blocks' outputs written straight into the skip convs' input (`skip_buffer`,
 # `concat_blocks`), the residual convs' input gradients added into the skip buffer's gradient by their
 # matrix products (`residual_conv`, `input_conv`), the encoder output's gradient from the mask added into
-# by the bottleneck gLN's backward kernel (`GradLink` of `gln` and `sigmoid_mask`)
-STAGES = {"bottleneck", "mask", "depthwise", "skip", "residual", "encoder_grad"}
+# by the bottleneck gLN's backward kernel (`GradLink` of `gln` and `sigmoid_mask`), the mask's product and
+# the decoder's matrix product in one kernel (`mask_decode`)
+STAGES = {"bottleneck", "mask", "depthwise", "skip", "residual", "encoder_grad", "decoder"}
 # bytes each kernel moves at least (tensor passes x tensor bytes), summed per kernel name while a
 # dict (the bench's profile sets one); None: not counted
 TRAFFIC = None
@@ -96,7 +97,7 @@ def _kernels():
         return None
     return {"fwd_stats": k.fwd_stats, "fwd_apply": k.fwd_apply, "bwd_reduce": k.bwd_reduce,
             "bwd_apply": k.bwd_apply, "mask_fwd": k.mask_fwd, "mask_bwd": k.mask_bwd, "conv_bwd": k.conv_bwd,
-            "next_power_of_2": triton.next_power_of_2}
+            "decode_fwd": k.decode_fwd, "decode_bwd": k.decode_bwd, "next_power_of_2": triton.next_power_of_2}
 
 
 def fused_available(device) -> bool:
@@ -561,6 +562,83 @@ def sigmoid_mask(score, bias, x, impl: str = "auto", frames: int | None = None, 
                               score.shape[3] if frames is None else frames, link)
 
 
+# (BLOCK_C, BLOCK_T, warps) of the mask + decoder kernels, the fastest of those tried on an H100
+# (bench/decode_tiles.py); tl.dot takes blocks of at least 16
+DECODE_TILES = {"forward": (16, 128, 4), "backward": (64, 64, 4)}
+
+
+class _MaskDecode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, score, bias, x, weight, frames, link):
+        kernels = _kernels()
+        batch, num_models, channels, stride = score.shape
+        length = weight.shape[2]
+        block_l = max(16, kernels["next_power_of_2"](length))
+        block_c, block_t, num_warps = DECODE_TILES["forward"]
+        block_c = max(16, min(block_c, kernels["next_power_of_2"](channels)))
+        precision = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+        out = torch.empty(batch, num_models, length, stride, device=score.device, dtype=torch.float32)
+        grid = (-(-stride // block_t), batch * num_models)
+        kernels["decode_fwd"][grid](score, bias, x, weight, out, num_models, channels, frames, stride, length,
+                                    BLOCK_C=block_c, BLOCK_T=block_t, BLOCK_L=block_l, PRECISION=precision,
+                                    num_warps=num_warps)
+        _count("decode_fwd", 2, score)
+        ctx.save_for_backward(score, bias, x, weight)
+        ctx.frames, ctx.link, ctx.precision, ctx.block_l = frames, link, precision, block_l
+        return out
+
+    @staticmethod
+    def backward(ctx, dy):
+        score, bias, x, weight = ctx.saved_tensors
+        kernels = _kernels()
+        dy = dy.contiguous()
+        batch, num_models, channels, stride = score.shape
+        length = weight.shape[2]
+        block_c, block_t, num_warps = DECODE_TILES["backward"]
+        block_c = max(16, min(block_c, kernels["next_power_of_2"](channels)))
+        grid = (-(-stride // block_t), -(-channels // block_c), batch * num_models)
+        dscore, dx = torch.empty_like(score), torch.empty_like(x)
+        row_parts = torch.empty(batch, num_models, channels, grid[0], device=score.device, dtype=torch.float32)
+        weight_parts = torch.empty(batch, num_models, grid[0], channels, length, device=score.device,
+                                   dtype=torch.float32)
+        kernels["decode_bwd"][grid](score, bias, x, weight, dy, dscore, dx, row_parts, weight_parts, num_models,
+                                    channels, ctx.frames, stride, length, BLOCK_C=block_c, BLOCK_T=block_t,
+                                    BLOCK_L=ctx.block_l, PRECISION=ctx.precision, num_warps=num_warps)
+        _count("decode_bwd", 4, score)
+        dbias, dweight = row_parts.sum((0, 3)), weight_parts.sum((0, 2))
+        if ctx.link is not None:  # handed to the gLN of x, which adds its own part into it
+            ctx.link.grad = dx
+            return dscore, dbias, None, dweight, None, None
+        return dscore, dbias, dx, dweight, None, None
+
+
+def mask_decode(score, bias, x, weight, impl: str = "auto", frames: int | None = None,
+                link: GradLink | None = None):
+    """weight^T (sigmoid(score + bias[..., None]) * x): the mask's product and
+    the decoder's matrix product, score and x (batch, K, C, T), bias (K, C),
+    weight (K, C, L) -> (batch, K, L, T). Fused where "decoder" is in STAGES
+    (one pass over score and x forward; backward computes the masked tensor's
+    gradient inside the kernel, so that neither it nor the masked tensor is
+    stored: 5 passes over a C-channel tensor fewer); otherwise `sigmoid_mask`
+    then a matrix product. `frames`, `link`: as `sigmoid_mask`'s."""
+    if weight.dim() != 3 or tuple(weight.shape[:2]) != tuple(score.shape[1:3]):
+        raise ValueError(f"mask_decode: weight {tuple(weight.shape)} for score {tuple(score.shape)}")
+    use_triton = impl == "triton" or (
+        impl == "auto" and {"decoder", "mask"} <= STAGES and fused_available(score.device)
+        and all(t.dtype == torch.float32 for t in (score, bias, x, weight)))
+    if not use_triton:
+        masked = sigmoid_mask(score, bias, x, impl="reference" if impl == "reference" else "auto", frames=frames,
+                              link=link)
+        return torch.matmul(weight.transpose(1, 2), masked)
+    if score.shape != x.shape or score.dim() != 4 or tuple(bias.shape) != tuple(score.shape[1:3]):
+        raise ValueError(f"mask_decode: score {tuple(score.shape)}, bias {tuple(bias.shape)}, x {tuple(x.shape)}")
+    frames = _signal_frames(frames, score)
+    if link is not None and not link.accepts:
+        link = None
+    return _MaskDecode.apply(score.contiguous(), bias.contiguous(), x.contiguous(), weight.contiguous(),
+                             score.shape[3] if frames is None else frames, link)
+
+
 __all__ = [
     "GradLink",
     "SkipGrad",
@@ -570,6 +648,7 @@ __all__ = [
     "fused_available",
     "gln",
     "input_conv",
+    "mask_decode",
     "prelu_gln",
     "prelu_gln_reference",
     "residual_conv",

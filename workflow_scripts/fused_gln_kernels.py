@@ -226,3 +226,61 @@ def conv_bwd(dx_ptr, h_ptr, w_ptr, dh_ptr, dw_ptr, K, C, T, TS, D, BLOCK_C: tl.c
     tl.store(dw_ptr + plane + row_part, tl.sum(dx * h, 1), mask=row_ok)
     h_right = tl.load(h_ptr + offsets + D, mask=right, other=0.0)
     tl.store(dw_ptr + 2 * plane + row_part, tl.sum(dx * h_right, 1), mask=row_ok)
+
+
+@triton.jit
+def decode_fwd(score_ptr, bias_ptr, x_ptr, w_ptr, out_ptr, K, C, T, TS, L, BLOCK_C: tl.constexpr,
+               BLOCK_T: tl.constexpr, BLOCK_L: tl.constexpr, PRECISION: tl.constexpr):
+    """out (L rows) = w^T (sigmoid(score + bias) * x): the mask's product and the decoder's matrix
+    product (w (K, C, L)) in one pass, the masked tensor never stored. Grid (tiles along TS, groups)."""
+    g = tl.program_id(1)
+    k = g % K
+    cols = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    col_ok = cols < T
+    ls = tl.arange(0, BLOCK_L)
+    l_ok = ls < L
+    acc = tl.zeros((BLOCK_L, BLOCK_T), dtype=tl.float32)
+    for c0 in range(0, C, BLOCK_C):
+        rows = c0 + tl.arange(0, BLOCK_C)
+        row_ok = rows < C
+        mask = row_ok[:, None] & col_ok[None, :]
+        offsets = g.to(tl.int64) * C * TS + rows[:, None].to(tl.int64) * TS + cols[None, :]
+        s = tl.load(score_ptr + offsets, mask=mask, other=0.0) + tl.load(
+            bias_ptr + k * C + rows, mask=row_ok, other=0.0)[:, None]
+        masked = tl.where(mask, tl.sigmoid(s) * tl.load(x_ptr + offsets, mask=mask, other=0.0), 0.0)
+        w_t = tl.load(w_ptr + (k * C + rows[None, :]) * L + ls[:, None], mask=l_ok[:, None] & row_ok[None, :],
+                      other=0.0)
+        acc = tl.dot(w_t, masked, acc, input_precision=PRECISION)
+    out_offsets = g.to(tl.int64) * L * TS + ls[:, None] * TS + cols[None, :]
+    tl.store(out_ptr + out_offsets, tl.where(col_ok[None, :], acc, 0.0), mask=l_ok[:, None] & (cols < TS)[None, :])
+
+
+@triton.jit
+def decode_bwd(score_ptr, bias_ptr, x_ptr, w_ptr, dy_ptr, dscore_ptr, dx_ptr, dbias_ptr, dw_ptr, K, C, T, TS, L,
+               BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_L: tl.constexpr, PRECISION: tl.constexpr):
+    """Backward of decode_fwd from dy (L rows): d(score) and dx written, the gradient at the masked
+    tensor (w dy) computed in place; per-row partials of d(bias), and per-tile partials of dw laid
+    out (G, tiles along TS, C, L)."""
+    g = tl.program_id(2)
+    k = g % K
+    rows, row_ok, mask, stored, offsets = tile(g, C, T, TS, BLOCK_C, BLOCK_T)
+    cols = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    ls = tl.arange(0, BLOCK_L)
+    l_ok = ls < L
+    dy = tl.load(dy_ptr + g.to(tl.int64) * L * TS + ls[:, None] * TS + cols[None, :],
+                 mask=l_ok[:, None] & (cols < T)[None, :], other=0.0)
+    w = tl.load(w_ptr + (k * C + rows[:, None]) * L + ls[None, :], mask=row_ok[:, None] & l_ok[None, :], other=0.0)
+    dmasked = tl.dot(w, dy, input_precision=PRECISION)
+    s = tl.load(score_ptr + offsets, mask=mask, other=0.0) + tl.load(
+        bias_ptr + k * C + rows, mask=row_ok, other=0.0)[:, None]
+    x = tl.load(x_ptr + offsets, mask=mask, other=0.0)
+    sig = tl.sigmoid(s)
+    tl.store(dx_ptr + offsets, tl.where(mask, dmasked * sig, 0.0), mask=stored)
+    ds = tl.where(mask, dmasked * x * sig * (1.0 - sig), 0.0)
+    tl.store(dscore_ptr + offsets, ds, mask=stored)
+    row_part = (g.to(tl.int64) * C + rows) * tl.num_programs(0) + tl.program_id(0)
+    tl.store(dbias_ptr + row_part, tl.sum(ds, 1), mask=row_ok)
+    masked = tl.where(mask, sig * x, 0.0)
+    dw = tl.dot(masked, tl.trans(dy), input_precision=PRECISION)
+    dw_offsets = ((g.to(tl.int64) * tl.num_programs(0) + tl.program_id(0)) * C + rows[:, None]) * L + ls[None, :]
+    tl.store(dw_ptr + dw_offsets, dw, mask=row_ok[:, None] & l_ok[None, :])

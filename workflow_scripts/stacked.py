@@ -64,9 +64,9 @@ from workflow_scripts.fused_gln import (
     fused_available,
     gln,
     input_conv,
+    mask_decode,
     prelu_gln,
     residual_conv,
-    sigmoid_mask,
     skip_buffer,
 )
 from workflow_scripts.metrics import NP_EPS, sdr_torch
@@ -297,12 +297,13 @@ class StackedConvTasNet:
             p[masker + "mask_net.1.weight"],
             None if fused else p[masker + "mask_net.1.bias"],
         )
-        if fused:  # bias + sigmoid + product in one kernel
-            masked = sigmoid_mask(score, p[masker + "mask_net.1.bias"], tf_rep, frames=signal_frames, link=tf_link)
+        # transposed conv (kernel 2*stride) = matrix product, then overlap-add of two halves
+        if fused:  # bias + sigmoid + product, and the decoder's product, in one kernel
+            decoded = mask_decode(score, p[masker + "mask_net.1.bias"], tf_rep, p["decoder.filterbank._filters"][:, :, 0],
+                                  frames=signal_frames, link=tf_link)
         else:
             masked = torch.sigmoid(score) * tf_rep
-        # transposed conv (kernel 2*stride) = matrix product, then overlap-add of two halves
-        decoded = torch.matmul(p["decoder.filterbank._filters"][:, :, 0].transpose(1, 2), masked)
+            decoded = torch.matmul(p["decoder.filterbank._filters"][:, :, 0].transpose(1, 2), masked)
         halves = decoded.transpose(-1, -2)  # (batch, K, frames, L)
         wav_out = F.pad(halves[..., :stride], (0, 0, 0, 1)) + F.pad(halves[..., stride:], (0, 0, 1, 0))
         wav_out = wav_out.reshape(batch, num_models, -1)
