@@ -1,7 +1,7 @@
 """GPU-hours of the paper's whole grid on one H100, from measured per-job rates.
 
     python bench/grid_projection.py [--results bench/h100_2026-11-24b/finetune_call4.json]
-        [--fused bench/h100_2026-11-25/final_call3.json [--stack-variant "fused graph"] | --fused none]
+        [--fused bench/h100_2026-11-25/final_call4.json [--stack-variant "fused graph"] | --fused none]
         [--steps 600 1200 3000 6006]
 
 The grid as the workflow runs it (configs/genda2025.yaml, `snakemake -n`):
@@ -162,7 +162,7 @@ def report(results: dict, step_counts: list[int], fused: dict | None = None, var
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(Path(__file__).with_name("h100_2026-11-24b") / "finetune_call4.json"))
-    parser.add_argument("--fused", default=str(Path(__file__).with_name("h100_2026-11-25") / "final_call3.json"),
+    parser.add_argument("--fused", default=str(Path(__file__).with_name("h100_2026-11-25") / "final_call4.json"),
                         help="fused_gln_bench.py results for the step rates, or 'none' for --results' eager stacks")
     parser.add_argument("--stack-variant", default="fused graph",
                         help="which K7 stacks of --fused: 'fused graph' (the workflow's default) or 'fused'")

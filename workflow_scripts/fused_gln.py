@@ -27,7 +27,14 @@ The same kernels serve the rest of a stacked ConvTasNet's memory-bound ops
   kernels into channel slices of one (batch, K, blocks x H, T) buffer, the
   skip convs' input, instead of concatenated afterwards;
 - `sigmoid_mask(score, bias, x)`: sigmoid(score + bias) * x in one pass
-  forward and one backward (d(bias) from per-row partials).
+  forward and one backward (d(bias) from per-row partials);
+- `mask_decode(score, bias, x, weight)`: that product and the decoder's
+  matrix product in one kernel (tl.dot per tile), the masked tensor and its
+  gradient never stored;
+- `residual_conv` / `input_conv`, `SkipGrad` and `GradLink`: where a tensor
+  has two consumers whose backwards run in a known order, the second adds
+  its gradient into the first's in place (a matrix product with beta 1, or
+  the gLN's backward kernel) instead of autograd adding two tensors.
 
 Every op takes `frames`: rows of T frames of which the first `frames` are the
 signal. `StackedConvTasNet` pads its rows so (a 4 s crop's 7999 frames to
