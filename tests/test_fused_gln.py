@@ -8,6 +8,7 @@ kernels|stacked` is that subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -306,10 +307,7 @@ def _check_residual() -> None:
     dy_skip, dy_out = torch.randn(2, 3, 15, 600, generator=gen), torch.randn(2, 3, width, 600, generator=gen)
     results = {}
     for variant in ("in place", "autograd add", "eager"):
-        saved = set(fused_gln.STAGES)
-        if variant == "eager":
-            fused_gln.STAGES = saved - {"residual"}
-        try:
+        with _stages_without("residual" if variant == "eager" else None):
             leaves = [[t.clone().requires_grad_() for t in [w_in, w, *block]]
                       for block, w, w_in in zip(blocks, conv_weights, in_weights)]
             res_leaves = [[t.clone().requires_grad_() for t in pair] for pair in res]
@@ -329,12 +327,7 @@ def _check_residual() -> None:
                 assert skip_grad.grad is not None and skip_grad.channels(outs[1]) == 5
                 assert all(link.grad is not None for link in links[:2])
             results[variant] = [t.grad for group in leaves + res_leaves for t in group] + [stream.grad]
-        finally:
-            fused_gln.STAGES = saved
-    for variant in ("autograd add", "eager"):
-        worst = max(_rel(a, b) for a, b in zip(results["in place"], results[variant]))
-        print(f"residual and input convs adding in place vs {variant}: {worst:.1e}")
-        assert worst < 1e-5, (variant, worst)
+    _same_gradients(results, "in place", "residual and input convs adding in place")
 
 
 def _check_encoder_link() -> None:
@@ -349,10 +342,7 @@ def _check_encoder_link() -> None:
     dy = torch.randn(*shape, generator=gen)
     results = {}
     for variant in ("linked", "unlinked", "gln unfused"):
-        saved = set(fused_gln.STAGES)
-        if variant == "gln unfused":
-            fused_gln.STAGES = saved - {"bottleneck"}
-        try:
+        with _stages_without("bottleneck" if variant == "gln unfused" else None):
             x, score, gamma, beta, bias = (t.clone().requires_grad_() for t in (x0, score0, gamma0, beta0, bias0))
             link = fused_gln.GradLink() if variant != "unlinked" else None
             normed = gln(x, gamma, beta, frames=290, link=link)
@@ -360,12 +350,27 @@ def _check_encoder_link() -> None:
             out.backward(dy)
             assert (link is not None and link.accepts) == (variant == "linked")
             results[variant] = [x.grad, score.grad, gamma.grad, beta.grad, bias.grad]
-        finally:
-            fused_gln.STAGES = saved
-    for variant in ("unlinked", "gln unfused"):
-        worst = max(_rel(a, b) for a, b in zip(results["linked"], results[variant]))
-        print(f"encoder output's gradient added in place vs {variant}: {worst:.1e}")
-        assert worst < 1e-5, (variant, worst)
+    _same_gradients(results, "linked", "encoder output's gradient added in place")
+
+
+@contextlib.contextmanager
+def _stages_without(stage):
+    """fused_gln.STAGES without `stage` (None: all) inside the block."""
+    saved = set(fused_gln.STAGES)
+    fused_gln.STAGES = saved - {stage}
+    try:
+        yield
+    finally:
+        fused_gln.STAGES = saved
+
+
+def _same_gradients(results: dict, first: str, label: str, tolerance: float = 1e-5) -> None:
+    """Every variant's gradients (lists of tensors) against those of `first`."""
+    for variant, grads in results.items():
+        if variant != first:
+            worst = max(_rel(a, b) for a, b in zip(results[first], grads))
+            print(f"{label} vs {variant}: {worst:.1e}")
+            assert worst < tolerance, (variant, worst)
 
 
 def _check_decode() -> None:
@@ -407,17 +412,16 @@ def _check_decode() -> None:
     x0, score0 = torch.randn(*shape, generator=gen), torch.randn(*shape, generator=gen)
     gamma0, beta0, bias0 = (torch.randn(3, 32, generator=gen) for _ in range(3))
     weight0, dy = torch.randn(3, 32, 16, generator=gen), torch.randn(2, 3, 16, 200, generator=gen)
-    results = []
+    results = {}
     for linked in (True, False):
         x, score, gamma, beta, bias, weight = (t.clone().requires_grad_()
                                                for t in (x0, score0, gamma0, beta0, bias0, weight0))
         link = fused_gln.GradLink() if linked else None
         normed = gln(x, gamma, beta, link=link)
         mask_decode(score * normed, bias, x, weight, link=link).backward(dy)
-        results.append([x.grad, score.grad, gamma.grad, beta.grad, bias.grad, weight.grad])
-    worst = max(_rel(a, b) for a, b in zip(*results))
-    print(f"decode linked to the gln vs unlinked: {worst:.1e}")
-    assert worst < 1e-6, worst
+        results["linked" if linked else "unlinked"] = [x.grad, score.grad, gamma.grad, beta.grad, bias.grad,
+                                                       weight.grad]
+    _same_gradients(results, "linked", "decode linked to the gln", 1e-6)
 
 
 def _check_conv() -> None:

@@ -191,12 +191,20 @@ def mask_bwd(score_ptr, bias_ptr, x_ptr, dy_ptr, dscore_ptr, dx_ptr, dbias_ptr, 
         score_ptr, bias_ptr, bias_ptr, g, k, C, T, TS, True, False, BLOCK_C, BLOCK_T, False, bias_ptr, 1)
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0)
     dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0)
+    store_mask_grads(s, x, dy, g, rows, row_ok, mask, stored, offsets, C, dx_ptr, dscore_ptr, dbias_ptr)
+
+
+@triton.jit
+def store_mask_grads(s, x, dmasked, g, rows, row_ok, mask, stored, offsets, C, dx_ptr, dscore_ptr, dbias_ptr):
+    """For masked = sigmoid(s) * x and its gradient dmasked: writes dx and d(score) (zeros in the
+    padding) and the per-row partials of d(bias); returns sigmoid(s)."""
     sig = tl.sigmoid(s)
-    tl.store(dx_ptr + offsets, tl.where(mask, dy * sig, 0.0), mask=stored)
-    ds = tl.where(mask, dy * x * sig * (1.0 - sig), 0.0)
+    tl.store(dx_ptr + offsets, tl.where(mask, dmasked * sig, 0.0), mask=stored)
+    ds = tl.where(mask, dmasked * x * sig * (1.0 - sig), 0.0)
     tl.store(dscore_ptr + offsets, ds, mask=stored)
     row_part = (g.to(tl.int64) * C + rows) * tl.num_programs(0) + tl.program_id(0)
     tl.store(dbias_ptr + row_part, tl.sum(ds, 1), mask=row_ok)
+    return sig
 
 
 @triton.jit
@@ -263,7 +271,8 @@ def decode_bwd(score_ptr, bias_ptr, x_ptr, w_ptr, dy_ptr, dscore_ptr, dx_ptr, db
     out (G, tiles along TS, C, L)."""
     g = tl.program_id(2)
     k = g % K
-    rows, row_ok, mask, stored, offsets = tile(g, C, T, TS, BLOCK_C, BLOCK_T)
+    rows, row_ok, mask, stored, offsets, s, _ = load_tile(
+        score_ptr, bias_ptr, bias_ptr, g, k, C, T, TS, True, False, BLOCK_C, BLOCK_T, False, bias_ptr, 1)
     cols = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     ls = tl.arange(0, BLOCK_L)
     l_ok = ls < L
@@ -271,15 +280,8 @@ def decode_bwd(score_ptr, bias_ptr, x_ptr, w_ptr, dy_ptr, dscore_ptr, dx_ptr, db
                  mask=l_ok[:, None] & (cols < T)[None, :], other=0.0)
     w = tl.load(w_ptr + (k * C + rows[:, None]) * L + ls[None, :], mask=row_ok[:, None] & l_ok[None, :], other=0.0)
     dmasked = tl.dot(w, dy, input_precision=PRECISION)
-    s = tl.load(score_ptr + offsets, mask=mask, other=0.0) + tl.load(
-        bias_ptr + k * C + rows, mask=row_ok, other=0.0)[:, None]
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0)
-    sig = tl.sigmoid(s)
-    tl.store(dx_ptr + offsets, tl.where(mask, dmasked * sig, 0.0), mask=stored)
-    ds = tl.where(mask, dmasked * x * sig * (1.0 - sig), 0.0)
-    tl.store(dscore_ptr + offsets, ds, mask=stored)
-    row_part = (g.to(tl.int64) * C + rows) * tl.num_programs(0) + tl.program_id(0)
-    tl.store(dbias_ptr + row_part, tl.sum(ds, 1), mask=row_ok)
+    sig = store_mask_grads(s, x, dmasked, g, rows, row_ok, mask, stored, offsets, C, dx_ptr, dscore_ptr, dbias_ptr)
     masked = tl.where(mask, sig * x, 0.0)
     dw = tl.dot(masked, tl.trans(dy), input_precision=PRECISION)
     dw_offsets = ((g.to(tl.int64) * tl.num_programs(0) + tl.program_id(0)) * C + rows[:, None]) * L + ls[None, :]
