@@ -52,30 +52,36 @@ def _time(fn, repeats: int) -> float:
     return start.elapsed_time(end) / (3 * repeats)
 
 
+def _one_conv(weight, x, grad, repeats: int) -> tuple[float, float]:
+    """GPU ms of the batched 1x1 conv weight @ x: forward + backward, and forward alone."""
+    def both():
+        torch.autograd.grad(torch.matmul(weight, x), (weight, x), grad)
+
+    def forward():
+        torch.matmul(weight.detach(), x.detach())
+
+    return _time(both, repeats), _time(forward, repeats)
+
+
 def run(size: str, num_models: int, batch: int, frames: int, device, repeats: int) -> list[dict]:
     rows = []
     for name, out_ch, in_ch, launches in _shapes(size):
         weight = torch.randn(num_models, out_ch, in_ch, device=device, requires_grad=True)
-        x_bm = torch.randn(batch, num_models, in_ch, frames, device=device, requires_grad=True)
-        x_mm = torch.randn(num_models, in_ch, batch * frames, device=device, requires_grad=True)
-        g_bm = torch.randn(batch, num_models, out_ch, frames, device=device)
-        g_mm = torch.randn(num_models, out_ch, batch * frames, device=device)
-
-        def batch_major():
-            torch.autograd.grad(torch.matmul(weight, x_bm), (weight, x_bm), g_bm)
-
-        def model_major():
-            torch.autograd.grad(torch.matmul(weight, x_mm), (weight, x_mm), g_mm)
-
-        times = {"batch_major": _time(batch_major, repeats), "model_major": _time(model_major, repeats)}
-        forward = {"batch_major_forward": _time(lambda: torch.matmul(weight.detach(), x_bm.detach()), repeats),
-                   "model_major_forward": _time(lambda: torch.matmul(weight.detach(), x_mm.detach()), repeats)}
-        row = {"size": size, "K": num_models, "frames": frames, "conv": name, "out": out_ch, "in": in_ch, "launches": launches,
-               **{k: round(v, 4) for k, v in {**times, **forward}.items()}}
-        row["ratio"] = round(times["model_major"] / times["batch_major"], 3)
+        layouts = {  # input and output gradient of each layout
+            "batch_major": (torch.randn(batch, num_models, in_ch, frames, device=device, requires_grad=True),
+                            torch.randn(batch, num_models, out_ch, frames, device=device)),
+            "model_major": (torch.randn(num_models, in_ch, batch * frames, device=device, requires_grad=True),
+                            torch.randn(num_models, out_ch, batch * frames, device=device)),
+        }
+        row = {"size": size, "K": num_models, "frames": frames, "conv": name, "out": out_ch, "in": in_ch,
+               "launches": launches}
+        for layout, (x, grad) in layouts.items():
+            both_ms, forward_ms = _one_conv(weight, x, grad, repeats)
+            row[layout], row[f"{layout}_forward"] = round(both_ms, 4), round(forward_ms, 4)
+        row["ratio"] = round(row["model_major"] / row["batch_major"], 3)
         print(row, flush=True)
         rows.append(row)
-        del weight, x_bm, x_mm, g_bm, g_mm
+        layouts = weight = None
         torch.cuda.empty_cache()
     return rows
 

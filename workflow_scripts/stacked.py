@@ -240,8 +240,8 @@ class StackedConvTasNet:
         if fused:
             # the mask's backward hands tf_rep's gradient to the bottleneck gLN's, which adds into it
             tf_link = GradLink() if "encoder_grad" in fused_gln.STAGES else None
-            out = gln(tf_rep, p[masker + "bottleneck.0.gamma"], p[masker + "bottleneck.0.beta"], frames=signal_frames,
-                      link=tf_link)
+            out = gln(tf_rep, p[masker + "bottleneck.0.gamma"], p[masker + "bottleneck.0.beta"],
+                      frames=signal_frames, link=tf_link)
         else:
             out = _global_layer_norm(
                 tf_rep, p[masker + "bottleneck.0.gamma"], p[masker + "bottleneck.0.beta"], frame_mask
@@ -301,8 +301,8 @@ class StackedConvTasNet:
         )
         # transposed conv (kernel 2*stride) = matrix product, then overlap-add of two halves
         if fused:  # bias + sigmoid + product, and the decoder's product, in one kernel
-            decoded = mask_decode(score, p[masker + "mask_net.1.bias"], tf_rep, p["decoder.filterbank._filters"][:, :, 0],
-                                  frames=signal_frames, link=tf_link)
+            decoded = mask_decode(score, p[masker + "mask_net.1.bias"], tf_rep,
+                                  p["decoder.filterbank._filters"][:, :, 0], frames=signal_frames, link=tf_link)
         else:
             masked = torch.sigmoid(score) * tf_rep
             decoded = torch.matmul(p["decoder.filterbank._filters"][:, :, 0].transpose(1, 2), masked)
