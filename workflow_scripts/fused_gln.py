@@ -424,6 +424,16 @@ class GradLink:
     grad = None
     accepts = False  # the second consumer runs the fused kernels, which add into `grad`
 
+    def give(self, grad: torch.Tensor) -> None:
+        """The first consumer hands its gradient over (and returns None for the tensor)."""
+        self.grad = grad
+
+    @staticmethod
+    def accepted(link: GradLink | None) -> GradLink | None:
+        """`link` where its second consumer runs the fused kernels that add into it, else None (autograd
+        then adds the two gradients)."""
+        return link if link is not None and link.accepts else None
+
     def take(self, like: torch.Tensor) -> torch.Tensor | None:
         """The gradient left here, if laid out as `like` (contiguous); once."""
         grad, self.grad = self.grad, None
@@ -536,9 +546,7 @@ class _SigmoidMask(torch.autograd.Function):
         kernels["mask_bwd"][grid](score, bias, x, dy, dscore, dx, row_parts, num_models, channels, ctx.frames,
                                   stride, BLOCK_C=block_c, BLOCK_T=block_t, num_warps=num_warps)
         _count("mask_bwd", 5, dx)
-        if ctx.link is not None:  # handed to the gLN of x, which adds its own part into it
-            ctx.link.grad = dx
-            return dscore, row_parts.sum((0, 3)), None, None, None
+        dx = dx if ctx.link is None else ctx.link.give(dx)  # handed to the gLN of x, which adds into it
         return dscore, row_parts.sum((0, 3)), dx, None, None
 
 
@@ -563,10 +571,8 @@ def sigmoid_mask(score, bias, x, impl: str = "auto", frames: int | None = None, 
     frames = _signal_frames(frames, score)
     if not use_triton:
         return _on_signal(lambda s, v: sigmoid_mask_reference(s, bias, v), frames, score, x)
-    if link is not None and not link.accepts:  # that gLN ran the eager ops: autograd adds the two
-        link = None
     return _SigmoidMask.apply(score.contiguous(), bias.contiguous(), x.contiguous(),
-                              score.shape[3] if frames is None else frames, link)
+                              score.shape[3] if frames is None else frames, GradLink.accepted(link))
 
 
 # (BLOCK_C, BLOCK_T, warps) of the mask + decoder kernels, the fastest of those tried on an H100
@@ -613,9 +619,7 @@ class _MaskDecode(torch.autograd.Function):
                                     BLOCK_L=ctx.block_l, PRECISION=ctx.precision, num_warps=num_warps)
         _count("decode_bwd", 4, score)
         dbias, dweight = row_parts.sum((0, 3)), weight_parts.sum((0, 2))
-        if ctx.link is not None:  # handed to the gLN of x, which adds its own part into it
-            ctx.link.grad = dx
-            return dscore, dbias, None, dweight, None, None
+        dx = dx if ctx.link is None else ctx.link.give(dx)  # handed to the gLN of x, which adds into it
         return dscore, dbias, dx, dweight, None, None
 
 
@@ -640,10 +644,8 @@ def mask_decode(score, bias, x, weight, impl: str = "auto", frames: int | None =
     if score.shape != x.shape or score.dim() != 4 or tuple(bias.shape) != tuple(score.shape[1:3]):
         raise ValueError(f"mask_decode: score {tuple(score.shape)}, bias {tuple(bias.shape)}, x {tuple(x.shape)}")
     frames = _signal_frames(frames, score)
-    if link is not None and not link.accepts:
-        link = None
     return _MaskDecode.apply(score.contiguous(), bias.contiguous(), x.contiguous(), weight.contiguous(),
-                             score.shape[3] if frames is None else frames, link)
+                             score.shape[3] if frames is None else frames, GradLink.accepted(link))
 
 
 __all__ = [
