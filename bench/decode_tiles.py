@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflow_scripts import fused_gln
+from workflow_scripts.model import fused_gln
 
 
 def _ms(fn, repeats=20) -> float:

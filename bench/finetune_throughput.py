@@ -10,7 +10,7 @@
 Baseline: one model at a time, eager fp32, batch 8 x 4 s crops drawn by
 training.CropMixer on the CPU, the loop body of training.train (Adam, clip,
 loss.item() every step). Fast paths: K models stacked in one process
-(workflow_scripts/stacked.py, crops mixed on the device) in fp32, TF32 and
+(workflow_scripts/training/stacked.py, crops mixed on the device) in fp32, TF32 and
 bf16 autocast, as a CUDA graph, with 1x1 convs as grouped cuDNN convs, with
 cudnn.benchmark; and N plain trainer processes sharing the GPU. Also: a
 profile and phase times, validation cost, train_stacked end to end, loss
@@ -42,10 +42,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflow_scripts.convtasnet import ConvTasNet, build_model, count_parameters, load_checkpoint
-from workflow_scripts.fused_gln import fused_available
-from workflow_scripts.metrics import neg_sdr_loss
-from workflow_scripts.stacked import (
+from workflow_scripts.model.convtasnet import ConvTasNet, build_model, count_parameters, load_checkpoint
+from workflow_scripts.model.fused_gln import fused_available
+from workflow_scripts.scoring.metrics import neg_sdr_loss
+from workflow_scripts.training.stacked import (
     CropMixerBatches,
     DeviceCropMixer,
     StackedAdam,
@@ -56,7 +56,7 @@ from workflow_scripts.stacked import (
     precision_mode,
     train_stacked,
 )
-from workflow_scripts.training import (
+from workflow_scripts.training.trainer import (
     GRAD_CLIP_NORM,
     CropMixer,
     Recipe,
@@ -134,7 +134,7 @@ def load_data(path: str | None, count: int = 4):
 def pack(args) -> None:
     """Pack the demo world's gt speech, noises and one test folder into an npz."""
     from workflow_scripts.evaluate import read_test_folder
-    from workflow_scripts.training import load_noises, load_utterances, read_speech_folder
+    from workflow_scripts.training.trainer import load_noises, load_utterances, read_speech_folder
 
     demo = Path(args.demo_dir)
     names = sorted(p.name for p in demo.iterdir() if (p / "gt").is_dir())
@@ -148,7 +148,7 @@ def pack(args) -> None:
         _, noises = load_noises(demo / name / "noises")
         arrays[f"speech_{name}"], arrays[f"speech_len_{name}"] = int16(speech), [s.size for s in speech]
         arrays[f"noise_{name}"], arrays[f"noise_len_{name}"] = int16(noises), [s.size for s in noises]
-    from workflow_scripts.audio import read_audio
+    from workflow_scripts.files.audio import read_audio
 
     test = [read_audio(p) for p in read_test_folder(demo / names[0] / "test")["mixture_wav"]]
     arrays["test_mixtures"], arrays["test_len"] = int16(test), [s.size for s in test]
@@ -284,7 +284,7 @@ class StackedTrainer:
     def phases(self, steps: int) -> dict:
         names = ("data (device mixing)", "forward+loss", "backward", "clip+Adam")
         totals = dict.fromkeys(names, 0.0)
-        from workflow_scripts.stacked import clip_grad_norm_rows_
+        from workflow_scripts.training.stacked import clip_grad_norm_rows_
 
         sync(self.device)  # nothing queued from before may land in the first phase
         for _ in range(steps):

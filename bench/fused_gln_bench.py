@@ -6,7 +6,7 @@
 In one process, against each other: the one-at-a-time baseline
 (finetune_throughput's PlainTrainer, as its baseline section), the eager
 stacked step and the fused stacked step (`StackedConvTasNet(fused=True)`,
-workflow_scripts/fused_gln.py) at the same K, TF32, batch 8 x 4 s, crops on
+workflow_scripts/model/fused_gln.py) at the same K, TF32, batch 8 x 4 s, crops on
 the device; peak memory of each, and fused-only runs at larger K. Checks
 first: the op alone on a realistic tensor (fused float32 and eager float32
 against float64; time and bytes per call) and one whole step (losses and
@@ -36,10 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import finetune_throughput as ft
 
-from workflow_scripts import fused_gln, stacked
-from workflow_scripts.convtasnet import MODEL_SIZES, build_model
-from workflow_scripts.fused_gln import fused_available, prelu_gln
-from workflow_scripts.stacked import DeviceCropMixer, StackedConvTasNet, precision_mode
+from workflow_scripts.model import fused_gln
+
+from workflow_scripts.training import stacked
+from workflow_scripts.model.convtasnet import MODEL_SIZES, build_model
+from workflow_scripts.model.fused_gln import fused_available, prelu_gln
+from workflow_scripts.training.stacked import DeviceCropMixer, StackedConvTasNet, precision_mode
 
 FRAMES = 7999  # 4 s at 16 kHz, kernel 16, stride 8
 

@@ -17,8 +17,8 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from workflow_scripts.convtasnet import build_model
-from workflow_scripts.training import AudioFiles, CropMixer, Recipe, read_audio, train, validation_set
+from workflow_scripts.model.convtasnet import build_model
+from workflow_scripts.training.trainer import AudioFiles, CropMixer, Recipe, read_audio, train, validation_set
 
 SR = 16000
 N_UTT, N_NOISE, N_VAL, N_VAL_NOISE = int(os.environ.get("N_UTT", 4000)), 200, 20, 10

@@ -55,9 +55,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from bench.concurrent_workers import add_worker_args
 from bench.tts_rtf_xtts import first_sentences, synchronize, voiced_clip
-from workflow_scripts.asr import WHISPER_BATCH_SIZE, WhisperTranscriber
-from workflow_scripts.audio import SAMPLE_RATE
-from workflow_scripts.speaker_similarity import (
+from workflow_scripts.scoring.asr import WHISPER_BATCH_SIZE, WhisperTranscriber
+from workflow_scripts.files.audio import SAMPLE_RATE
+from workflow_scripts.scoring.speaker_similarity import (
     SpeakerEncoder,
     load_xvector_encoder,
     similarity_to_enrollment,
@@ -311,7 +311,7 @@ def main(argv=None) -> int:
             if not budget_left():
                 result["skipped"].append(f"MOS {name} (budget)")
                 continue
-            from workflow_scripts.mos import UTMOS_HUB_REPO, load_predictors
+            from workflow_scripts.scoring.mos import UTMOS_HUB_REPO, load_predictors
 
             source = UTMOS_HUB_REPO  # used by utmos alone
             if name == "utmos":  # the UTMOS22 network with random weights, as a local weights folder

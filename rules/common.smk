@@ -170,7 +170,7 @@ sys.path.insert(
     0, workflow.basedir
 )  # the step package, for its registry of TTS backends
 from workflow_scripts.tts import BACKENDS as TTS_BACKENDS
-from workflow_scripts.gpu import jobs_per_gpu_from_env
+from workflow_scripts.runtime.gpu import jobs_per_gpu_from_env
 
 CONDITIONS = read_conditions()
 SOURCES = list(CONDITIONS)

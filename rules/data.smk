@@ -94,7 +94,7 @@ rule prepare_challenge_test:
     params:
         challenge_id=challenge_id,
     shell:
-        "python -m workflow_scripts.prepare_mixtures --speaker {wildcards.speaker}"
+        "python -m workflow_scripts.prepare_challenge_test --speaker {wildcards.speaker}"
         " --challenge-dir {input.challenge} --challenge-id {params.challenge_id}"
         " --out-dir {output} 2> {log}"
 

@@ -14,9 +14,9 @@ import soundfile as sf
 import torch
 
 from workflow_scripts import clone_voice, evaluate, finetune, synthesize
-from workflow_scripts.audio import SAMPLE_RATE, AudioError, read_audio, write_audio
-from workflow_scripts.convtasnet import CheckpointError, build_model, save_checkpoint
-from workflow_scripts.training import DataError
+from workflow_scripts.files.audio import SAMPLE_RATE, AudioError, read_audio, write_audio
+from workflow_scripts.model.convtasnet import CheckpointError, build_model, save_checkpoint
+from workflow_scripts.training.trainer import DataError
 from workflow_scripts.tts import BACKENDS, TTSBackend
 
 from test_workflow import default_sheet, load_config, make_workdir, snakemake
@@ -149,7 +149,7 @@ def test_clipped_audio_is_read_with_a_warning_naming_the_fraction(tmp_path, capl
     audio[: audio.size // 20] = 1.0  # 5 % of the samples at full scale
     clipped_wav = tmp_path / "clipped.wav"
     sf.write(clipped_wav, audio, SAMPLE_RATE, subtype="FLOAT")
-    with caplog.at_level(logging.WARNING, logger="workflow_scripts.audio"):
+    with caplog.at_level(logging.WARNING, logger="workflow_scripts.files.audio"):
         assert read_audio(clipped_wav).size == audio.size
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("clipped.wav: 5.0% of samples are clipped" in m for m in messages), messages
@@ -157,7 +157,7 @@ def test_clipped_audio_is_read_with_a_warning_naming_the_fraction(tmp_path, capl
     caplog.clear()
     clean_wav = tmp_path / "clean.wav"
     sf.write(clean_wav, voiced(2.0), SAMPLE_RATE, subtype="FLOAT")  # peak 0.5: not clipped
-    with caplog.at_level(logging.WARNING, logger="workflow_scripts.audio"):
+    with caplog.at_level(logging.WARNING, logger="workflow_scripts.files.audio"):
         read_audio(clean_wav)
     assert not [r for r in caplog.records if "clipped" in r.getMessage()]
 

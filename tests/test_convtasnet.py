@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from workflow_scripts.audio import mix_at_snr, read_audio
-from workflow_scripts.convtasnet import (
+from workflow_scripts.files.audio import mix_at_snr, read_audio
+from workflow_scripts.model.convtasnet import (
     CheckpointError,
     build_model,
     count_parameters,
@@ -14,7 +14,7 @@ from workflow_scripts.convtasnet import (
     save_checkpoint,
     size_name,
 )
-from workflow_scripts.metrics import sdr_db, sdr_improvement_db
+from workflow_scripts.scoring.metrics import sdr_db, sdr_improvement_db
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

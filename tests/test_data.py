@@ -23,13 +23,13 @@ from workflow_scripts import (
     export,
     prepare_generalist,
     prepare_gt,
-    prepare_mixtures,
+    prepare_challenge_test,
     prepare_pretrain_pool,
     prepare_speaker,
 )
-from workflow_scripts.convtasnet import load_checkpoint
-from workflow_scripts.corpora import ResourceError, challenge_sentences
-from workflow_scripts.training import read_noise_table, read_speech_folder
+from workflow_scripts.model.convtasnet import load_checkpoint
+from workflow_scripts.files.corpora import ResourceError, challenge_sentences
+from workflow_scripts.training.trainer import read_noise_table, read_speech_folder
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +219,7 @@ def test_virtual_speaker_is_enhanced_but_not_scored(resources, tmp_path):
 
 def test_track2_export_enhances_the_challenge_mixtures_in_order(resources, tmp_path):
     mixtures = tmp_path / "challenge_test"
-    prepare_mixtures.main(["--speaker", "F0", "--challenge-dir", str(resources["genda_challenge"]),
+    prepare_challenge_test.main(["--speaker", "F0", "--challenge-dir", str(resources["genda_challenge"]),
                            "--challenge-id", "F0", "--out-dir", str(mixtures)])
     model = tmp_path / "tiny.pt"
     prepare_generalist.main(["--challenge-dir", str(resources["genda_challenge"]), "--model-size", "tiny",

@@ -11,10 +11,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from workflow_scripts import evaluate, gpu
-from workflow_scripts.audio import AudioError, read_audio, write_audio
-from workflow_scripts.convtasnet import build_model, load_checkpoint, save_checkpoint
-from workflow_scripts.training import enhance
+from workflow_scripts import evaluate
+
+from workflow_scripts.runtime import gpu
+from workflow_scripts.files.audio import AudioError, read_audio, write_audio
+from workflow_scripts.model.convtasnet import build_model, load_checkpoint, save_checkpoint
+from workflow_scripts.training.trainer import enhance
 
 # batched (stacked.enhance_many) against one at a time (training.enhance) on the CPU in float32,
 # and batched on a GPU against that: the tolerances evaluate's docstring states

@@ -1,4 +1,4 @@
-"""workflow_scripts/fused_gln.py: the fused bias + PReLU + gLN against the eager ops.
+"""workflow_scripts/model/fused_gln.py: the fused bias + PReLU + gLN against the eager ops.
 
 The Triton kernels run here on the CPU through Triton's interpreter
 (TRITON_INTERPRET=1, read when the kernels are first used), in a subprocess
@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from workflow_scripts import fused_gln, stacked
-from workflow_scripts.convtasnet import ConvTasNet
-from workflow_scripts.fused_gln import (
+from workflow_scripts.model import fused_gln
+
+from workflow_scripts.training import stacked
+from workflow_scripts.model.convtasnet import ConvTasNet
+from workflow_scripts.model.fused_gln import (
     concat_blocks,
     conv_prelu_gln,
     fused_available,

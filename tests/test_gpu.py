@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts import gpu
+from workflow_scripts.runtime import gpu
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 HOLDER = """
 import json, logging, os, sys
 logging.basicConfig(level=logging.INFO)
-from workflow_scripts.gpu import claim_gpu
+from workflow_scripts.runtime.gpu import claim_gpu
 claim = claim_gpu(num_gpus=int(sys.argv[1]), timeout_s=float(sys.argv[2]), whole=sys.argv[3] == "whole")
 print(json.dumps(None if claim is None else
       {"gpu": claim.gpu, "slot": claim.slot, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from workflow_scripts.audio import peak_normalize, read_audio, scale_to_snr
-from workflow_scripts.metrics import (
+from workflow_scripts.files.audio import peak_normalize, read_audio, scale_to_snr
+from workflow_scripts.scoring.metrics import (
     estoi,
     neg_sdr_loss,
     pesq_wb,

@@ -20,10 +20,10 @@ import torch
 from tqdm import tqdm
 
 from workflow_scripts import pretrain
-from workflow_scripts.audio import AudioError, read_audio
-from workflow_scripts.convtasnet import build_model, load_checkpoint
-from workflow_scripts.metrics import si_sdr_db
-from workflow_scripts.training import (
+from workflow_scripts.files.audio import AudioError, read_audio
+from workflow_scripts.model.convtasnet import build_model, load_checkpoint
+from workflow_scripts.scoring.metrics import si_sdr_db
+from workflow_scripts.training.trainer import (
     AudioFiles,
     CropMixer,
     LoopState,
@@ -218,7 +218,7 @@ def test_lazy_prefetched_training_resumes_exactly(pool, tmp_path, caplog, one_th
     # a run of 4 steps leaves its step-2 checkpoint behind (the step module removes it after writing)
     train(fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, 2, prefetch=True)
     assert torch.load(resume_file, weights_only=False)["loop"]["step"] == 2
-    with caplog.at_level(logging.INFO, logger="workflow_scripts.training"):
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.training.trainer"):
         resumed = train(
             fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, 2, prefetch=True
         )

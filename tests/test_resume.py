@@ -17,8 +17,8 @@ import pytest
 import torch
 from test_training import finetune_args, init_checkpoint, noise_dir, speech_dir  # noqa: F401 (fixtures)
 
-from workflow_scripts.convtasnet import load_checkpoint
-from workflow_scripts.training import (
+from workflow_scripts.model.convtasnet import load_checkpoint
+from workflow_scripts.training.trainer import (
     CropMixer,
     Recipe,
     load_noises,
@@ -127,7 +127,7 @@ def test_resume_in_process_and_a_file_of_another_recipe_is_ignored(
     resume_file = tmp_path / "run.resume.pt"
 
     def fresh_model():
-        from workflow_scripts.convtasnet import build_model
+        from workflow_scripts.model.convtasnet import build_model
 
         torch.manual_seed(0)
         return build_model("tiny")
@@ -137,7 +137,7 @@ def test_resume_in_process_and_a_file_of_another_recipe_is_ignored(
     train(fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, resume_every=2)
     assert torch.load(resume_file, weights_only=False)["loop"]["step"] == 2
 
-    with caplog.at_level(logging.INFO, logger="workflow_scripts.training"):
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.training.trainer"):
         resumed = train(fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, 2)
     assert "at step 2" in caplog.text
     pd.testing.assert_frame_equal(
@@ -148,7 +148,7 @@ def test_resume_in_process_and_a_file_of_another_recipe_is_ignored(
 
     caplog.clear()
     other = Recipe(**{**recipe.__dict__, "lr": 5e-4, "max_steps": 1})
-    with caplog.at_level(logging.INFO, logger="workflow_scripts.training"):
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.training.trainer"):
         result = train(fresh_model(), mixer, val_pairs, other, torch.device("cpu"), resume_file, 2)
     assert "resume file of another recipe" in caplog.text and "resumed from" not in caplog.text
     assert [row["step"] for row in result.history] == [0, 1]

@@ -17,11 +17,11 @@ from tiny_hf import build_tiny_xvector
 from tiny_whisper import build_tiny_whisper
 
 from workflow_scripts import aggregate, score_tts
-from workflow_scripts.asr import ASRUnavailable, WhisperTranscriber, load_asr
-from workflow_scripts.audio import SAMPLE_RATE, write_audio
-from workflow_scripts.mos import UTMOSPredictor, load_predictors, resolve_utmos_weights
-from workflow_scripts.speaker_similarity import load_xvector_encoder
-from workflow_scripts.voices import render_flite
+from workflow_scripts.scoring.asr import ASRUnavailable, WhisperTranscriber, load_asr
+from workflow_scripts.files.audio import SAMPLE_RATE, write_audio
+from workflow_scripts.scoring.mos import UTMOSPredictor, load_predictors, resolve_utmos_weights
+from workflow_scripts.scoring.speaker_similarity import load_xvector_encoder
+from workflow_scripts.world.voices import render_flite
 
 SENTENCES = ["The sun is shining today.", "Please open the door."]
 ENROLLMENT_TEXT = "My name is Paul and I live in a small town. Every morning I walk to work."

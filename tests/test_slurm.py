@@ -17,7 +17,7 @@ import pytest
 import yaml
 from test_workflow import REPO, SNAKEMAKE, load_config, make_workdir
 
-from workflow_scripts.convtasnet import load_checkpoint
+from workflow_scripts.model.convtasnet import load_checkpoint
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 # the generalist and its evaluation on one speaker

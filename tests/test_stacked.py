@@ -1,4 +1,4 @@
-"""Stacked training (workflow_scripts/stacked.py) against the plain trainer.
+"""Stacked training (workflow_scripts/training/stacked.py) against the plain trainer.
 
 K models trained together must give what training.train gives each alone:
 with the same batches, the same losses, validation scores, early-stopping
@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from workflow_scripts.convtasnet import ConvTasNet, build_model
-from workflow_scripts.stacked import (
+from workflow_scripts.model.convtasnet import ConvTasNet, build_model
+from workflow_scripts.training.stacked import (
     CropMixerBatches,
     DeviceCropMixer,
     StackedConvTasNet,
@@ -25,7 +25,7 @@ from workflow_scripts.stacked import (
     enhance_many,
     train_stacked,
 )
-from workflow_scripts.training import (
+from workflow_scripts.training.trainer import (
     CropMixer,
     Recipe,
     enhance,
@@ -223,7 +223,7 @@ def test_train_stacked_with_device_crops_and_compaction():
 def test_compiled_step_matches_eager():
     """StackedStep(compile=True) (torch.compile of forward and loss) takes the
     same step as the eager one, also after a model leaves the stack."""
-    from workflow_scripts.stacked import StackedAdam, StackedStep
+    from workflow_scripts.training.stacked import StackedAdam, StackedStep
 
     torch.manual_seed(0)
     mixtures, cleans = torch.randn(3, 2, 800), torch.randn(3, 2, 800)

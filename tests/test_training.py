@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from workflow_scripts import evaluate, finetune, pretrain, score_mixtures
-from workflow_scripts.audio import AudioError, mix_at_snr, power, read_audio, write_audio
-from workflow_scripts.convtasnet import build_model, load_checkpoint, save_checkpoint
-from workflow_scripts.training import (
+from workflow_scripts.files.audio import AudioError, mix_at_snr, power, read_audio, write_audio
+from workflow_scripts.model.convtasnet import build_model, load_checkpoint, save_checkpoint
+from workflow_scripts.training.trainer import (
     VAL_SNRS_DB,
     CropMixer,
     DataError,

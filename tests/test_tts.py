@@ -10,11 +10,11 @@ import soundfile as sf
 import torch
 
 from workflow_scripts import clone_voice, score_tts, synthesize
-from workflow_scripts.asr import simple_normalize, word_errors
-from workflow_scripts.audio import SAMPLE_RATE, AudioError, write_audio
-from workflow_scripts.speaker_similarity import mean_ci95
+from workflow_scripts.scoring.asr import simple_normalize, word_errors
+from workflow_scripts.files.audio import SAMPLE_RATE, AudioError, write_audio
+from workflow_scripts.scoring.speaker_similarity import mean_ci95
 from workflow_scripts.tts import BACKENDS, TTSBackend, get_backend
-from workflow_scripts.voices import render_flite
+from workflow_scripts.world.voices import render_flite
 
 SENTENCES = [
     "The sun is shining today.",

@@ -17,10 +17,10 @@ import torch
 
 from tests.tiny_coqui import build_xtts, build_yourtts
 from workflow_scripts import clone_voice, synthesize
-from workflow_scripts.audio import SAMPLE_RATE, write_audio
+from workflow_scripts.files.audio import SAMPLE_RATE, write_audio
 from workflow_scripts.tts import coqui, get_backend
 from workflow_scripts.tts.text import split_text
-from workflow_scripts.voices import render_flite
+from workflow_scripts.world.voices import render_flite
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTENCE = "The sun is shining today."

@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from tests.tiny_hf import build_speecht5_hifigan, build_speecht5_tts, build_tiny_xvector
-from workflow_scripts import clone_voice, synthesize, xvector
-from workflow_scripts.audio import SAMPLE_RATE, read_audio, write_audio
+from workflow_scripts import clone_voice, synthesize
+from workflow_scripts.scoring import xvector
+from workflow_scripts.files.audio import SAMPLE_RATE, read_audio, write_audio
 from workflow_scripts.tts import get_backend
 from workflow_scripts.tts.speecht5 import SpeechT5Backend, piece_seed
-from workflow_scripts.voices import render_flite
+from workflow_scripts.world.voices import render_flite
 
 TEXTS = ["Hello world.", "A somewhat longer sentence to read here.", "Hi there!"]
 # threshold above the summed stop probabilities of a step (reduction factor 2): decode to maxlenratio,
@@ -104,7 +105,7 @@ def test_xvector_hub_model_is_copied_into_its_savedir_and_read_from_there(models
     is copied into its speechbrain savedir; later loads need only the savedir."""
     import shutil
 
-    from workflow_scripts import model_cache
+    from workflow_scripts.runtime import model_cache
 
     source = "speechbrain/spkrec-xvect-voxceleb"
     hub_cache = model_cache.cache_dirs(tmp_path)["huggingface"] / "hub"
@@ -135,7 +136,7 @@ def test_conditioning_is_the_enrollment_xvector(backend, conditioning, speech, m
     expected = xvector.XVectorEncoder(models["speaker_encoder"]).embed([speech[0]])[0]
     np.testing.assert_allclose(conditioning["xvector"], expected, atol=1e-6)
     # a 24 kHz clip is resampled to 16 kHz first
-    from workflow_scripts.audio import resample
+    from workflow_scripts.files.audio import resample
 
     at_24k = backend.compute_conditioning(resample(speech[0], SAMPLE_RATE, 24000), 24000)["xvector"]
     assert float(np.dot(at_24k, conditioning["xvector"])) > 0.99

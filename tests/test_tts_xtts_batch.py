@@ -15,10 +15,10 @@ import torch
 
 from tests.tiny_coqui import build_xtts
 from workflow_scripts import synthesize
-from workflow_scripts.audio import SAMPLE_RATE
+from workflow_scripts.files.audio import SAMPLE_RATE
 from workflow_scripts.tts import coqui, get_backend
 from workflow_scripts.tts.text import split_text
-from workflow_scripts.voices import render_flite
+from workflow_scripts.world.voices import render_flite
 
 SENTENCE = "The sun is shining today."
 # 330 characters: two pieces for XTTS's 250 characters per pass in English

@@ -235,7 +235,7 @@ def test_rules_call_modules_through_shell_with_logs():
 
 
 def test_every_module_has_main():
-    steps = ["build_world", "build_background", "download", "prepare_speaker", "prepare_gt", "prepare_mixtures",
+    steps = ["build_world", "build_background", "download", "prepare_speaker", "prepare_gt", "prepare_challenge_test",
              "prepare_generalist", "prepare_pretrain_pool", "clone_voice", "synthesize", "score_tts",
              "pretrain", "finetune", "finetune_stacked", "evaluate", "aggregate", "export"]
     for step in steps:

@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 
 from workflow_scripts import build_background, build_world
-from workflow_scripts.audio import SAMPLE_RATE, power, read_audio
-from workflow_scripts.noises import NOISE_KINDS, draw_noise_set, make_noise
-from workflow_scripts.speaker_similarity import SpeakerEncoder
+from workflow_scripts.files.audio import SAMPLE_RATE, power, read_audio
+from workflow_scripts.world.noises import NOISE_KINDS, draw_noise_set, make_noise
+from workflow_scripts.scoring.speaker_similarity import SpeakerEncoder
 from workflow_scripts.tts import get_backend
-from workflow_scripts.voices import VoiceParams, random_voice, render_flite, speak
+from workflow_scripts.world.voices import VoiceParams, random_voice, render_flite, speak
 
 SEEDS = {"spkA": 1, "spkB": 2, "spkC": 4}
 NUM_SENTENCES, NUM_TEST, NUM_NOISES = 4, 2, 2

@@ -26,8 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from workflow_scripts.audio import atomic_write_text  # noqa: E402
-from workflow_scripts.logs import setup_logging
+from workflow_scripts.files.audio import atomic_write_text  # noqa: E402
+from workflow_scripts.runtime.logs import setup_logging
 
 log = logging.getLogger("aggregate")
 

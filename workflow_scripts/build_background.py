@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from workflow_scripts.audio import atomic_dir
+from workflow_scripts.files.audio import atomic_dir
 from workflow_scripts.build_world import read_sentence_pool, write_noise_folder, write_speech_folder
-from workflow_scripts.logs import setup_logging
-from workflow_scripts.noises import draw_noise_set
-from workflow_scripts.voices import VoiceParams, draw_recording, random_voice, record, speak
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.world.noises import draw_noise_set
+from workflow_scripts.world.voices import VoiceParams, draw_recording, random_voice, record, speak
 
 log = logging.getLogger("build_background")
 

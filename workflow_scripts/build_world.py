@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from workflow_scripts.audio import SAMPLE_RATE, atomic_dir, atomic_write_text, mix_at_snr, write_audio
-from workflow_scripts.logs import setup_logging
-from workflow_scripts.noises import draw_noise_set
-from workflow_scripts.voices import VoiceParams, draw_recording, random_voice, record, speak
+from workflow_scripts.files.audio import SAMPLE_RATE, atomic_dir, atomic_write_text, mix_at_snr, write_audio
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.world.noises import draw_noise_set
+from workflow_scripts.world.voices import VoiceParams, draw_recording, random_voice, record, speak
 
 log = logging.getLogger("build_world")
 

@@ -19,16 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow_scripts.audio import SAMPLE_RATE, AudioError, atomic_path, read_audio
-from workflow_scripts.logs import setup_logging
+from workflow_scripts.files.audio import SAMPLE_RATE, AudioError, atomic_path, read_audio
+from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.tts import get_backend
 
 log = logging.getLogger("clone_voice")
 
 
 def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" on a GPU claimed for this job (workflow_scripts.gpu), else "cpu"."""
-    from workflow_scripts.gpu import resolve_device as claim_device
+    """"auto" -> "cuda" on a GPU claimed for this job (workflow_scripts.runtime.gpu), else "cpu"."""
+    from workflow_scripts.runtime.gpu import resolve_device as claim_device
 
     return claim_device(device)
 
@@ -83,7 +83,7 @@ def save_torch_atomic(obj, path: Path) -> None:
 def load_backend(backend_name: str, options: dict, device: str = "auto", model_dir: Path | None = None):
     """The backend with `options`; with `model_dir`, every model cache points there first."""
     if model_dir is not None:
-        from workflow_scripts import model_cache
+        from workflow_scripts.runtime import model_cache
 
         model_cache.configure(model_dir)
         options = dict(options, model_dir=str(model_dir))
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="conditioning file (.pt)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--model-dir", default=None, type=Path,
-                        help="model caches (workflow_scripts.model_cache); backends that load weights use it")
+                        help="model caches (workflow_scripts.runtime.model_cache); backends that load weights use it")
     parser.add_argument("--min-enrollment-s", type=float, default=2.0,
                         help="refuse enrollment clips shorter than this (seconds)")
     args = parser.parse_args(argv)

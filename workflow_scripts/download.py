@@ -37,8 +37,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from workflow_scripts.audio import atomic_dir, atomic_write_text
-from workflow_scripts.logs import setup_logging
+from workflow_scripts.files.audio import atomic_dir, atomic_write_text
+from workflow_scripts.runtime.logs import setup_logging
 
 log = logging.getLogger("download")
 

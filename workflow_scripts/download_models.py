@@ -10,7 +10,7 @@
     whisper: [large-v3]
 
 (or a list of `{kind: ..., name: ...}`). Each model goes where the steps look
-for it under `--model-dir` (workflow_scripts.model_cache): Hugging Face repos
+for it under `--model-dir` (workflow_scripts.runtime.model_cache): Hugging Face repos
 into `huggingface/hub` (snapshot_download), speechbrain models into their
 savedir under `speechbrain/` (from_hparams), coqui models through coqui's
 ModelManager into `coqui/` (TTS_HOME; coqui fetches the ones it hosts on the
@@ -50,9 +50,9 @@ from pathlib import Path
 
 import yaml
 
-from workflow_scripts import model_cache
-from workflow_scripts.audio import atomic_write_text
-from workflow_scripts.logs import setup_logging
+from workflow_scripts.runtime import model_cache
+from workflow_scripts.files.audio import atomic_write_text
+from workflow_scripts.runtime.logs import setup_logging
 
 log = logging.getLogger("download_models")
 
@@ -131,7 +131,7 @@ def fetch_huggingface(name: str, model_dir: Path, timeout_s: float) -> Path:
 
 
 def fetch_speechbrain(name: str, model_dir: Path, timeout_s: float) -> Path:
-    from workflow_scripts.xvector import load_classifier
+    from workflow_scripts.scoring.xvector import load_classifier
 
     load_classifier(name, model_dir, device="cpu", download_only=True)
     return model_cache.speechbrain_savedir(model_dir, name)

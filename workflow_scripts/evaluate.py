@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from workflow_scripts.audio import (
+from workflow_scripts.files.audio import (
     SAMPLE_RATE,
     AudioError,
     atomic_dir,
@@ -43,12 +43,12 @@ from workflow_scripts.audio import (
     read_audio,
     write_audio,
 )
-from workflow_scripts.convtasnet import load_checkpoint
-from workflow_scripts.gpu import release_gpu
-from workflow_scripts.logs import setup_logging
-from workflow_scripts.metrics import estoi, pesq_wb, safe_metric, sdr_db
-from workflow_scripts.stacked import enhance_many
-from workflow_scripts.training import enhance, resolve_device
+from workflow_scripts.model.convtasnet import load_checkpoint
+from workflow_scripts.runtime.gpu import release_gpu
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.scoring.metrics import estoi, pesq_wb, safe_metric, sdr_db
+from workflow_scripts.training.stacked import enhance_many
+from workflow_scripts.training.trainer import enhance, resolve_device
 
 log = logging.getLogger("evaluate")
 

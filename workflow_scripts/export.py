@@ -28,13 +28,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from workflow_scripts.audio import atomic_dir, atomic_path, read_audio, write_audio
-from workflow_scripts.convtasnet import load_checkpoint
-from workflow_scripts.corpora import text_key
+from workflow_scripts.files.audio import atomic_dir, atomic_path, read_audio, write_audio
+from workflow_scripts.model.convtasnet import load_checkpoint
+from workflow_scripts.files.corpora import text_key
 from workflow_scripts.evaluate import read_test_folder
-from workflow_scripts.logs import setup_logging
-from workflow_scripts.speaker_data import read_sentence_file
-from workflow_scripts.training import enhance, read_speech_folder, resolve_device
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.files.speaker_data import read_sentence_file
+from workflow_scripts.training.trainer import enhance, read_speech_folder, resolve_device
 
 log = logging.getLogger("export")
 

@@ -15,10 +15,10 @@ import logging
 
 import torch
 
-from workflow_scripts.audio import atomic_dir
-from workflow_scripts.convtasnet import load_checkpoint, size_name
-from workflow_scripts.logs import setup_logging
-from workflow_scripts.training import (
+from workflow_scripts.files.audio import atomic_dir
+from workflow_scripts.model.convtasnet import load_checkpoint, size_name
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.training.trainer import (
     CropMixer,
     Recipe,
     add_recipe_args,

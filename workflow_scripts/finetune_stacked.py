@@ -35,12 +35,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workflow_scripts.audio import atomic_dir
-from workflow_scripts.convtasnet import load_checkpoint
+from workflow_scripts.files.audio import atomic_dir
+from workflow_scripts.model.convtasnet import load_checkpoint
 from workflow_scripts.finetune import DEFAULTS, finetune_info
-from workflow_scripts.fused_gln import fused_available
-from workflow_scripts.logs import setup_logging
-from workflow_scripts.stacked import (
+from workflow_scripts.model.fused_gln import fused_available
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.training.stacked import (
     PRECISIONS,
     STACKED_RESUME_EVERY,
     CropMixerBatches,
@@ -48,7 +48,7 @@ from workflow_scripts.stacked import (
     StackedValidation,
     train_stacked,
 )
-from workflow_scripts.training import (
+from workflow_scripts.training.trainer import (
     CropMixer,
     DataError,
     add_recipe_args,
@@ -119,7 +119,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--fused",
         action="store_true",
         help="fused Triton kernels on a GPU for the gLNs, the TCN blocks' bias + PReLU (+ depthwise conv) chains,"
-        " the skip concatenation and the mask (workflow_scripts/fused_gln.py; float32 and TF32 only, the CPU runs"
+        " the skip concatenation and the mask (workflow_scripts/model/fused_gln.py; float32 and TF32 only, the CPU runs"
         " the same ops unfused)",
     )
     parser.add_argument(

@@ -17,15 +17,15 @@ import logging
 import sys
 from pathlib import Path
 
-from workflow_scripts.convtasnet import (
+from workflow_scripts.model.convtasnet import (
     MODEL_SIZES,
     count_parameters,
     load_checkpoint,
     save_checkpoint,
     size_name,
 )
-from workflow_scripts.corpora import challenge_checkpoint
-from workflow_scripts.logs import setup_logging
+from workflow_scripts.files.corpora import challenge_checkpoint
+from workflow_scripts.runtime.logs import setup_logging
 
 log = logging.getLogger("prepare_generalist")
 

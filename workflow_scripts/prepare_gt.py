@@ -25,10 +25,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from workflow_scripts import corpora
-from workflow_scripts.audio import atomic_dir
-from workflow_scripts.logs import setup_logging
-from workflow_scripts.speaker_data import (
+from workflow_scripts.files import corpora
+from workflow_scripts.files.audio import atomic_dir
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.files.speaker_data import (
     audio_files,
     libritts_roles,
     read_checked,

@@ -29,9 +29,9 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
-from workflow_scripts import corpora
-from workflow_scripts.audio import SAMPLE_RATE, atomic_dir, read_audio, write_audio
-from workflow_scripts.logs import setup_logging
+from workflow_scripts.files import corpora
+from workflow_scripts.files.audio import SAMPLE_RATE, atomic_dir, read_audio, write_audio
+from workflow_scripts.runtime.logs import setup_logging
 
 log = logging.getLogger("prepare_pretrain_pool")
 FREE_SOUND = "free-sound"

@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from workflow_scripts import corpora
-from workflow_scripts.audio import SAMPLE_RATE, atomic_write_text, write_audio
+from workflow_scripts.files import corpora
+from workflow_scripts.files.audio import SAMPLE_RATE, atomic_write_text, write_audio
 from workflow_scripts.build_world import write_test_folder
-from workflow_scripts.logs import setup_logging
-from workflow_scripts.speaker_data import (
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.files.speaker_data import (
     audio_files,
     choose_test_utterances,
     libritts_roles,

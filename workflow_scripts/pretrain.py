@@ -18,10 +18,10 @@ import logging
 
 import torch
 
-from workflow_scripts.audio import atomic_dir
-from workflow_scripts.convtasnet import MODEL_SIZES, build_model, count_parameters
-from workflow_scripts.logs import setup_logging
-from workflow_scripts.training import (
+from workflow_scripts.files.audio import atomic_dir
+from workflow_scripts.model.convtasnet import MODEL_SIZES, build_model, count_parameters
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.training.trainer import (
     VAL_METRICS,
     AudioFiles,
     CropMixer,

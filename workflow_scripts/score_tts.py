@@ -38,20 +38,20 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from workflow_scripts.asr import ASR_CHOICES, ASRUnavailable, load_asr, normalizer_name, word_errors
-from workflow_scripts.audio import SAMPLE_RATE, atomic_write_text, read_audio
+from workflow_scripts.scoring.asr import ASR_CHOICES, ASRUnavailable, load_asr, normalizer_name, word_errors
+from workflow_scripts.files.audio import SAMPLE_RATE, atomic_write_text, read_audio
 from workflow_scripts.clone_voice import resolve_device
-from workflow_scripts.gpu import release_gpu
-from workflow_scripts.logs import setup_logging
-from workflow_scripts.mos import MOS_CHOICES, PREDICTORS, UTMOS_HUB_REPO, load_predictors
-from workflow_scripts.speaker_similarity import (
+from workflow_scripts.runtime.gpu import release_gpu
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.scoring.mos import MOS_CHOICES, PREDICTORS, UTMOS_HUB_REPO, load_predictors
+from workflow_scripts.scoring.speaker_similarity import (
     XVECTOR_DEFAULT_SOURCE,
     SpeakerEncoder,
     load_xvector_encoder,
     mean_ci95,
     similarity_to_enrollment,
 )
-from workflow_scripts.training import read_speech_folder as read_manifest
+from workflow_scripts.training.trainer import read_speech_folder as read_manifest
 
 log = logging.getLogger("score_tts")
 
@@ -278,7 +278,7 @@ def main(argv=None) -> int:
                         help="UTMOS22 weights: hub repo id (read from MODEL_DIR/huggingface), "
                              "a utmos_state_dict.pt file, or a folder holding it")
     parser.add_argument("--model-dir", default=Path("models"), type=Path,
-                        help="model caches (workflow_scripts.model_cache): nothing is downloaded while scoring")
+                        help="model caches (workflow_scripts.runtime.model_cache): nothing is downloaded while scoring")
     parser.add_argument("--out-csv", required=True, type=Path, help="per-utterance scores")
     parser.add_argument("--out-summary", required=True, type=Path, help="summary JSON")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

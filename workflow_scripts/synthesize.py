@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from workflow_scripts.audio import SAMPLE_RATE, atomic_dir, peak_normalize, resample, write_audio
+from workflow_scripts.files.audio import SAMPLE_RATE, atomic_dir, peak_normalize, resample, write_audio
 from workflow_scripts.clone_voice import load_backend, parse_options
-from workflow_scripts.logs import setup_logging
+from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.tts import TTSBackend
 
 log = logging.getLogger("synthesize")
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=8, help="texts per synthesize_batch call")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--model-dir", default=None, type=Path,
-                        help="model caches (workflow_scripts.model_cache); backends that load weights use it")
+                        help="model caches (workflow_scripts.runtime.model_cache); backends that load weights use it")
     parser.add_argument("--out-dir", required=True, type=Path, help="speech folder to write")
     args = parser.parse_args(argv)
     setup_logging()

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow_scripts import model_cache
+from workflow_scripts.runtime import model_cache
 from workflow_scripts.tts import TTSBackend
 from workflow_scripts.tts.text import split_text
 

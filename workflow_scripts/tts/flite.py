@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from workflow_scripts.tts import TTSBackend
-from workflow_scripts.voices import FLITE_VOICES, render_flite
+from workflow_scripts.world.voices import FLITE_VOICES, render_flite
 
 
 class FliteBackend(TTSBackend):

@@ -3,7 +3,7 @@
 The GenDA challenge's SpeechT5 system: microsoft/speecht5_tts turns text into
 a log-mel spectrogram, speaking with the voice of a 512-dimensional x-vector
 (speechbrain/spkrec-xvect-voxceleb of the 16 kHz enrollment clip,
-L2-normalised: `workflow_scripts.xvector`), and microsoft/speecht5_hifigan
+L2-normalised: `workflow_scripts.scoring.xvector`), and microsoft/speecht5_hifigan
 turns it into 16 kHz audio. The conditioning is that x-vector, computed once
 per speaker.
 
@@ -49,7 +49,9 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow_scripts import model_cache, xvector
+from workflow_scripts.runtime import model_cache
+
+from workflow_scripts.scoring import xvector
 from workflow_scripts.tts import TTSBackend
 from workflow_scripts.tts.text import split_text
 
@@ -175,7 +177,7 @@ class SpeechT5Backend(TTSBackend):
 
     def compute_conditioning(self, enrollment: np.ndarray, sample_rate: int) -> dict:
         """The enrollment clip's x-vector (16 kHz, peak-normalised, L2-normalised)."""
-        from workflow_scripts.audio import resample
+        from workflow_scripts.files.audio import resample
 
         clip = resample(np.asarray(enrollment, dtype=np.float32), sample_rate, SAMPLE_RATE)
         vector = self.encoder.embed([clip])[0]

@@ -21,9 +21,9 @@ import functools
 import numpy as np
 from scipy.signal import fftconvolve, firwin2, welch
 
-from workflow_scripts.audio import SAMPLE_RATE, peak_normalize, resample
+from workflow_scripts.files.audio import SAMPLE_RATE, peak_normalize, resample
 from workflow_scripts.tts import TTSBackend
-from workflow_scripts.voices import (
+from workflow_scripts.world.voices import (
     FLITE_VOICES,
     VoiceParams,
     analyze_world,
@@ -145,7 +145,7 @@ class WorldCloneBackend(TTSBackend):
 
     @functools.cached_property
     def encoder(self):
-        from workflow_scripts.speaker_similarity import SpeakerEncoder
+        from workflow_scripts.scoring.speaker_similarity import SpeakerEncoder
 
         return SpeakerEncoder(device=self.device)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow_scripts import model_cache
-from workflow_scripts.audio import peak_normalize
+from workflow_scripts.runtime import model_cache
+from workflow_scripts.files.audio import peak_normalize
 
 log = logging.getLogger(__name__)
 

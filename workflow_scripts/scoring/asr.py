@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow_scripts.audio import SAMPLE_RATE
-from workflow_scripts.model_cache import cache_dirs, file_sha256
+from workflow_scripts.files.audio import SAMPLE_RATE
+from workflow_scripts.runtime.model_cache import cache_dirs, file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfilt
 
-from workflow_scripts.audio import SAMPLE_RATE, peak_normalize
+from workflow_scripts.files.audio import SAMPLE_RATE, peak_normalize
 
 NOISE_KINDS = ("colored", "bandpass", "hum", "clicks", "bursts", "siren", "machinery", "rain", "babble")
 NOISE_PEAK = 0.8
@@ -246,7 +246,7 @@ def _render_rain(rng, n, drops_per_s, highpass_hz, rumble_db, drop_ms):
 
 def _render_babble(rng, n, num_talkers, pitch_spread, lowpass_hz, sentences, voices):
     """Several flite talkers reading sentences at once; pitch/rate varied by resampling."""
-    from workflow_scripts.voices import render_flite  # flite is only needed for babble
+    from workflow_scripts.world.voices import render_flite  # flite is only needed for babble
 
     if not sentences:
         raise ValueError("babble noise needs sentences (sentences=[...])")

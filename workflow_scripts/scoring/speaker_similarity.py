@@ -7,7 +7,7 @@ Two encoders, each giving L2-normalised embeddings of 16 kHz float audio:
   utterance's embedding is the normalised mean of the embeddings of its
   1.6 s partial windows, exactly as `VoiceEncoder.embed_utterance` computes
   it, but with the windows of many files forwarded together in batches.
-- the speechbrain x-vector the challenge used (`workflow_scripts.xvector`,
+- the speechbrain x-vector the challenge used (`workflow_scripts.scoring.xvector`,
   clips peak-normalised first), loaded by `load_xvector_encoder`, which
   says why when its weights are not there.
 """
@@ -85,12 +85,12 @@ def load_xvector_encoder(source: str, model_dir: str | os.PathLike = "models", d
     reason (scoring goes on without x-vectors); a local folder that does not
     load is an error, since it was named explicitly.
     """
-    from workflow_scripts.model_cache import is_local
+    from workflow_scripts.runtime.model_cache import is_local
 
     if source in ("", "none"):
         return None, "x-vector SECS disabled (--secs-xvector-model none)"
     try:
-        from workflow_scripts.xvector import XVectorEncoder
+        from workflow_scripts.scoring.xvector import XVectorEncoder
     except ImportError as exc:
         return None, f"x-vector encoder unavailable ({exc})"
     if is_local(source):

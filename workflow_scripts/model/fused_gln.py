@@ -99,7 +99,7 @@ def _kernels():
     try:
         import triton
 
-        from workflow_scripts import fused_gln_kernels as k
+        from workflow_scripts.model import fused_gln_kernels as k
     except Exception:  # noqa: BLE001 - no (working) Triton: the reference path runs
         return None
     return {"fwd_stats": k.fwd_stats, "fwd_apply": k.fwd_apply, "bwd_reduce": k.bwd_reduce,

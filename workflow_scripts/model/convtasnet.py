@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from workflow_scripts.audio import atomic_path
+from workflow_scripts.files.audio import atomic_path
 
 MODEL_NAME = "ConvTasNet"
 

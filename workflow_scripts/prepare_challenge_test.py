@@ -5,7 +5,7 @@ data/{id}/mixed_wavs/{id}_mixed_NN.wav), or every audio file of --mixtures-dir b
 name, become mixtures/{speaker}_mixed_NN.wav (16 kHz mono float32) and a test.csv
 whose `clean`, `noise_id` and `snr_db` are empty. The Track 2 export enhances them.
 
-    python -m workflow_scripts.prepare_mixtures --speaker F0 \
+    python -m workflow_scripts.prepare_challenge_test --speaker F0 \
         --challenge-dir resources/genda_challenge --challenge-id F0 \
         --out-dir data/speakers/F0/challenge_test
 """
@@ -17,12 +17,12 @@ import logging
 import sys
 from pathlib import Path
 
-from workflow_scripts import corpora
-from workflow_scripts.audio import atomic_dir
-from workflow_scripts.logs import setup_logging
-from workflow_scripts.speaker_data import audio_files, write_mixture_folder
+from workflow_scripts.files import corpora
+from workflow_scripts.files.audio import atomic_dir
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.files.speaker_data import audio_files, write_mixture_folder
 
-log = logging.getLogger("prepare_mixtures")
+log = logging.getLogger("prepare_challenge_test")
 
 
 def main(argv=None) -> int:

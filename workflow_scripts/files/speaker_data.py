@@ -21,8 +21,8 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
-from workflow_scripts.audio import SAMPLE_RATE, AudioError, power, read_audio, write_audio
-from workflow_scripts.corpora import text_key
+from workflow_scripts.files.audio import SAMPLE_RATE, AudioError, power, read_audio, write_audio
+from workflow_scripts.files.corpora import text_key
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import butter, fftconvolve, sosfilt
 
-from workflow_scripts.audio import SAMPLE_RATE, peak_normalize, resample
+from workflow_scripts.files.audio import SAMPLE_RATE, peak_normalize, resample
 
 with warnings.catch_warnings():  # pyworld imports the deprecated pkg_resources
     warnings.simplefilter("ignore")

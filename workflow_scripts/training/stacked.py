@@ -32,7 +32,7 @@ graph helps only for small K. `fused=True` runs the bottleneck gLN, each
 block's bias + PReLU + gLN chains (the second with the depthwise conv inside),
 the skip concatenation, and the mask's bias + sigmoid + product with the
 decoder's matrix product, as hand-written Triton kernels
-(workflow_scripts/fused_gln.py); a crop's rows of frames are padded to a
+(workflow_scripts/model/fused_gln.py); a crop's rows of frames are padded to a
 multiple of 8 (7999 -> 8000), so that cuBLAS runs the 1x1 convs' products
 with aligned kernels (0.89 of the step), and the gradients of tensors with two
 consumers are added in place. Together 0.46-0.55 of the eager step's time at
@@ -55,10 +55,10 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from workflow_scripts import fused_gln
-from workflow_scripts.audio import SAMPLE_RATE
-from workflow_scripts.convtasnet import ConvTasNet, resolve_config
-from workflow_scripts.fused_gln import (
+from workflow_scripts.model import fused_gln
+from workflow_scripts.files.audio import SAMPLE_RATE
+from workflow_scripts.model.convtasnet import ConvTasNet, resolve_config
+from workflow_scripts.model.fused_gln import (
     GradLink,
     SkipGrad,
     concat_blocks,
@@ -71,8 +71,8 @@ from workflow_scripts.fused_gln import (
     residual_conv,
     skip_buffer,
 )
-from workflow_scripts.metrics import NP_EPS, sdr_torch
-from workflow_scripts.training import (
+from workflow_scripts.scoring.metrics import NP_EPS, sdr_torch
+from workflow_scripts.training.trainer import (
     GRAD_CLIP_NORM,
     MAX_DRAWS,
     PEAK,

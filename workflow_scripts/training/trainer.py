@@ -44,8 +44,8 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from workflow_scripts import gpu
-from workflow_scripts.audio import (
+from workflow_scripts.runtime import gpu
+from workflow_scripts.files.audio import (
     SAMPLE_RATE,
     AudioError,
     atomic_path,
@@ -55,8 +55,8 @@ from workflow_scripts.audio import (
     read_audio,
     scale_to_snr,
 )
-from workflow_scripts.convtasnet import ConvTasNet, save_checkpoint
-from workflow_scripts.metrics import neg_sdr_loss, sdr_db, si_sdr_db
+from workflow_scripts.model.convtasnet import ConvTasNet, save_checkpoint
+from workflow_scripts.scoring.metrics import neg_sdr_loss, sdr_db, si_sdr_db
 
 log = logging.getLogger(__name__)
 

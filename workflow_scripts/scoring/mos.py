@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from workflow_scripts.audio import SAMPLE_RATE
-from workflow_scripts.model_cache import cache_dirs, is_local
+from workflow_scripts.files.audio import SAMPLE_RATE
+from workflow_scripts.runtime.model_cache import cache_dirs, is_local
 
 log = logging.getLogger(__name__)
 

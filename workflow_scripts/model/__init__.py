@@ -1,0 +1,1 @@
+"""ConvTasNet, its stacked form, enhancement, and the fused GPU kernels."""

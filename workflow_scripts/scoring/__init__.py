@@ -1,0 +1,1 @@
+"""Metrics and the models that score speech: ASR, MOS, speaker similarity."""

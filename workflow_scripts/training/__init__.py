@@ -1,0 +1,1 @@
+"""Training recipes, data, the plain and stacked loops, resume files, outputs."""

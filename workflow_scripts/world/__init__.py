@@ -1,0 +1,1 @@
+"""The demo world: voices, noises and speakers built from seeds."""
