@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from workflow_scripts.model.convtasnet import ConvTasNet, build_model, count_parameters, load_checkpoint
 from workflow_scripts.model.fused_gln import fused_available
 from workflow_scripts.scoring.metrics import neg_sdr_loss
+from workflow_scripts.model.enhance import enhance_many
 from workflow_scripts.training.stacked import (
     CropMixerBatches,
     DeviceCropMixer,
@@ -52,15 +53,14 @@ from workflow_scripts.training.stacked import (
     StackedConvTasNet,
     StackedStep,
     StackedValidation,
-    enhance_many,
     precision_mode,
     train_stacked,
 )
+from workflow_scripts.model.enhance import enhance
 from workflow_scripts.training.trainer import (
     GRAD_CLIP_NORM,
     CropMixer,
     Recipe,
-    enhance,
     mean_validation_sdr,
     train,
     validation_set,
@@ -133,8 +133,9 @@ def load_data(path: str | None, count: int = 4):
 
 def pack(args) -> None:
     """Pack the demo world's gt speech, noises and one test folder into an npz."""
-    from workflow_scripts.evaluate import read_test_folder
-    from workflow_scripts.training.trainer import load_noises, load_utterances, read_speech_folder
+    from workflow_scripts.files.folders import read_test_folder
+    from workflow_scripts.files.folders import read_speech_folder
+    from workflow_scripts.training.trainer import load_noises, load_utterances
 
     demo = Path(args.demo_dir)
     names = sorted(p.name for p in demo.iterdir() if (p / "gt").is_dir())

@@ -16,7 +16,7 @@ import torch
 from workflow_scripts import clone_voice, evaluate, finetune, synthesize
 from workflow_scripts.files.audio import SAMPLE_RATE, AudioError, read_audio, write_audio
 from workflow_scripts.model.convtasnet import CheckpointError, build_model, save_checkpoint
-from workflow_scripts.training.trainer import DataError
+from workflow_scripts.files.folders import DataError
 from workflow_scripts.tts import BACKENDS, TTSBackend
 
 from test_workflow import default_sheet, load_config, make_workdir, snakemake

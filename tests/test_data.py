@@ -29,7 +29,7 @@ from workflow_scripts import (
 )
 from workflow_scripts.model.convtasnet import load_checkpoint
 from workflow_scripts.files.corpora import ResourceError, challenge_sentences
-from workflow_scripts.training.trainer import read_noise_table, read_speech_folder
+from workflow_scripts.files.folders import read_noise_table, read_speech_folder, read_test_folder
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_real_speaker_folder(real_speaker, resources, mirror):
     assert len(sentences) == 250
     noises = read_noise_table(real_speaker / "noises")
     assert len(noises) == 5 and noises.noise_id.str.contains("noise-sound-bible").all()
-    test = evaluate.read_test_folder(real_speaker / "test")
+    test = read_test_folder(real_speaker / "test")
     assert len(test) == 15 and (test.clean_wav != "").all()
     record = json.loads((real_speaker / "speaker.json").read_text())
     layout = mirror["info"]["libritts_layout"]
@@ -204,7 +204,7 @@ def test_virtual_speaker_is_enhanced_but_not_scored(resources, tmp_path):
     prepare_speaker.main(["--speaker", "VirtualM3", "--group", "virtual",
                           "--challenge-dir", str(resources["genda_challenge"]), "--challenge-id", "VirtualM3",
                           "--musan-dir", str(resources["musan"]), "--out-dir", str(out)])
-    test = evaluate.read_test_folder(out / "test")
+    test = read_test_folder(out / "test")
     assert len(test) == 45 and (test.clean_wav == "").all()
     model = tmp_path / "tiny.pt"
     prepare_generalist.main(["--challenge-dir", str(resources["genda_challenge"]), "--model-size", "tiny",
@@ -279,7 +279,7 @@ def test_own_speaker_from_plain_files(tmp_path, genda25_dir):
                           "--out-dir", str(out)])
     assert (out / "sentences.txt").read_text() == "One sentence.\nAnother one.\n"
     assert sf.info(out / "noises" / read_noise_table(out / "noises").path[0]).samplerate == 16000
-    assert len(evaluate.read_test_folder(out / "test")) == 4  # both clean recordings x both noises
+    assert len(read_test_folder(out / "test")) == 4  # both clean recordings x both noises
     (own / "bad.txt").write_text("One.\n\nTwo.\n")
     with pytest.raises(ValueError, match="bad.txt: line 2 is empty"):
         prepare_speaker.main(["--speaker", "Me2", "--group", "real", "--enrollment",

@@ -15,10 +15,11 @@ from workflow_scripts import evaluate
 
 from workflow_scripts.runtime import gpu
 from workflow_scripts.files.audio import AudioError, read_audio, write_audio
+from workflow_scripts.files.folders import read_test_folder
 from workflow_scripts.model.convtasnet import build_model, load_checkpoint, save_checkpoint
-from workflow_scripts.training.trainer import enhance
+from workflow_scripts.model.enhance import enhance
 
-# batched (stacked.enhance_many) against one at a time (training.enhance) on the CPU in float32,
+# batched (enhance_many) against one at a time (enhance) on the CPU in float32,
 # and batched on a GPU against that: the tolerances evaluate's docstring states
 AUDIO_TOL = 1e-5  # max abs difference / peak of the one-at-a-time output
 METRIC_TOL = 1e-3  # SDR in dB, eSTOI, PESQ (the CSV holds 4 decimals)
@@ -85,7 +86,7 @@ def max_relative_difference(outputs, references) -> float:
 
 @pytest.mark.parametrize("batch_samples", [SMALL_BATCH, 2**23])
 def test_batched_enhancement_equals_one_at_a_time(model_pt, test_dir, batch_samples):
-    table = evaluate.read_test_folder(test_dir)
+    table = read_test_folder(test_dir)
     mixtures, _ = evaluate.read_signals(table)
     batched = evaluate.enhance_mixtures(model_pt, mixtures, torch.device("cpu"), batch_samples)
     assert max_relative_difference(batched, one_at_a_time(model_pt, mixtures)) <= AUDIO_TOL
@@ -124,7 +125,7 @@ def test_parallel_scoring_equals_serial_scoring(model_pt, test_dir, tmp_path):
     for name, value in serial_summary.items():
         assert parallel_summary[name] == (pytest.approx(value, rel=RERUN_TOL) if name in evaluate.METRICS else value)
 
-    table = evaluate.read_test_folder(test_dir).iloc[: len(LENGTHS_S)]
+    table = read_test_folder(test_dir).iloc[: len(LENGTHS_S)]
     mixtures, cleans = evaluate.read_signals(table)
     triples = [(c, m, e, None) for c, m, e in zip(cleans, mixtures, one_at_a_time(model_pt, mixtures))]
     serial = evaluate.score_all(triples, None)
@@ -158,7 +159,7 @@ def test_gpu_is_given_back_before_scoring(model_pt, test_dir, tmp_path, monkeypa
     device = evaluate.resolve_device("auto")
     assert device.type == "cuda" and gpu._claim is not None
     slot_file = next((tmp_path / "locks").glob("*.lock"))
-    mixtures, _ = evaluate.read_signals(evaluate.read_test_folder(test_dir))
+    mixtures, _ = evaluate.read_signals(read_test_folder(test_dir))
     enhanced = evaluate.enhance_mixtures(model_pt, mixtures, device, evaluate.GPU_BATCH_SAMPLES)
     # what stays is cuBLAS's workspace (a few MiB), not the model or the batches' activations (GiBs)
     assert torch.cuda.memory_reserved() <= 64 * 2**20, torch.cuda.memory_summary()

@@ -26,7 +26,7 @@ from test_workflow import GENDA2025_JOBS, REPO, default_sheet, load_config, make
 from workflow_scripts import finetune, finetune_stacked
 from workflow_scripts.files.audio import write_audio
 from workflow_scripts.model.convtasnet import build_model, load_checkpoint, save_checkpoint
-from workflow_scripts.training.trainer import DataError
+from workflow_scripts.files.folders import DataError
 
 RECIPE = ["--batch-size", "2", "--crop-seconds", "0.25", "--lr", "1e-3", "--max-steps", "6", "--val-every", "2",
           "--patience", "3", "--seed", "7", "--device", "cpu", "--threads", "1"]

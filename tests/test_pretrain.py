@@ -23,6 +23,7 @@ from workflow_scripts import pretrain
 from workflow_scripts.files.audio import AudioError, read_audio
 from workflow_scripts.model.convtasnet import build_model, load_checkpoint
 from workflow_scripts.scoring.metrics import si_sdr_db
+from workflow_scripts.files.folders import read_speech_folder
 from workflow_scripts.training.trainer import (
     AudioFiles,
     CropMixer,
@@ -31,7 +32,6 @@ from workflow_scripts.training.trainer import (
     cpu_state,
     evaluate_and_check_stop,
     load_noises,
-    read_speech_folder,
     train,
     validation_scorer,
     validation_set,

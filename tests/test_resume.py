@@ -18,12 +18,12 @@ import torch
 from test_training import finetune_args, init_checkpoint, noise_dir, speech_dir  # noqa: F401 (fixtures)
 
 from workflow_scripts.model.convtasnet import load_checkpoint
+from workflow_scripts.files.folders import read_speech_folder
 from workflow_scripts.training.trainer import (
     CropMixer,
     Recipe,
     load_noises,
     load_utterances,
-    read_speech_folder,
     train,
     validation_set,
 )

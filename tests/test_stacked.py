@@ -17,22 +17,16 @@ import pytest
 import torch
 
 from workflow_scripts.model.convtasnet import ConvTasNet, build_model
+from workflow_scripts.model.enhance import enhance_many
 from workflow_scripts.training.stacked import (
     CropMixerBatches,
     DeviceCropMixer,
     StackedConvTasNet,
     StackedValidation,
-    enhance_many,
     train_stacked,
 )
-from workflow_scripts.training.trainer import (
-    CropMixer,
-    Recipe,
-    enhance,
-    mean_validation_sdr,
-    train,
-    validation_set,
-)
+from workflow_scripts.model.enhance import enhance
+from workflow_scripts.training.trainer import CropMixer, Recipe, mean_validation_sdr, train, validation_set
 
 SAMPLE_RATE = 16000
 CROP_SECONDS = 0.05  # 800 samples: small, so that a test runs in seconds

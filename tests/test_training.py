@@ -10,15 +10,14 @@ import torch
 from workflow_scripts import evaluate, finetune, pretrain, score_mixtures
 from workflow_scripts.files.audio import AudioError, mix_at_snr, power, read_audio, write_audio
 from workflow_scripts.model.convtasnet import build_model, load_checkpoint, save_checkpoint
+from workflow_scripts.files.folders import DataError, read_speech_folder
 from workflow_scripts.training.trainer import (
     VAL_SNRS_DB,
     CropMixer,
-    DataError,
     Recipe,
     load_noises,
     load_utterances,
     nested_subsets,
-    read_speech_folder,
     recipe_from_args,
     validation_set,
 )

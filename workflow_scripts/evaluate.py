@@ -9,8 +9,8 @@ reference". Writes a per-utterance CSV and a summary JSON (means ignoring
 NaN, NaN counts, n_utterances, n_without_reference).
 
 On a GPU the mixtures are enhanced together, in zero-padded batches of at
-most `--batch-samples` samples (stacked.enhance_many, padding masked); on the
-CPU, where batching is slower, one at a time (training.enhance). Tolerance:
+most `--batch-samples` samples (model.enhance.enhance_many, padding masked); on the
+CPU, where batching is slower, one at a time (model.enhance.enhance). Tolerance:
 the two agree within 1e-5 of the enhanced audio's peak and 1e-3 in every
 metric (SDR in dB, eSTOI, PESQ), checked on the CPU in float32 and for the
 GPU's batches against the CPU (tests/test_evaluate.py; measured 1.5e-6 and
@@ -43,43 +43,21 @@ from workflow_scripts.files.audio import (
     read_audio,
     write_audio,
 )
+from workflow_scripts.files.folders import read_test_folder
 from workflow_scripts.model.convtasnet import load_checkpoint
 from workflow_scripts.runtime.gpu import release_gpu
 from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.scoring.metrics import estoi, pesq_wb, safe_metric, sdr_db
-from workflow_scripts.training.stacked import enhance_many
-from workflow_scripts.training.trainer import enhance, resolve_device
+from workflow_scripts.model.enhance import enhance_many
+from workflow_scripts.model.enhance import enhance
+from workflow_scripts.training.trainer import resolve_device
 
 log = logging.getLogger("evaluate")
 
-TEST_COLUMNS = ("mixture_id", "mixture", "clean", "noise_id", "snr_db")
 METRICS = ("sdr_in_db", "sdr_db", "sdri_db", "estoi_in", "estoi", "pesq_in", "pesq")
 NO_REFERENCE = "not applicable: no clean reference"
 # H100, 45 mixtures of 2-7.5 s: as fast as 2**23 (one batch) at a fifth of its peak memory (1.3-2.1 GiB)
 GPU_BATCH_SAMPLES = 2**20
-
-
-def read_test_folder(folder: str | Path) -> pd.DataFrame:
-    """test.csv with absolute `mixture_wav` and `clean_wav` (empty where a mixture has no clean
-    reference); all files named must exist."""
-    csv_path = Path(folder) / "test.csv"
-    if not csv_path.is_file():
-        raise AudioError(f"{csv_path}: test table not found")
-    table = pd.read_csv(csv_path, keep_default_na=False)
-    missing = [c for c in TEST_COLUMNS if c not in table.columns]
-    if missing:
-        raise AudioError(f"{csv_path}: missing columns {missing}")
-    if table.empty:
-        raise AudioError(f"{csv_path}: no rows")
-    empty = [str(m) for m, p in zip(table.mixture_id, table.mixture) if not str(p).strip()]
-    if empty:
-        raise AudioError(f"{csv_path}: {len(empty)} rows name no mixture file, e.g. {empty[0]}")
-    for column in ("mixture", "clean"):
-        table[f"{column}_wav"] = [str(csv_path.parent / p) if str(p).strip() else "" for p in table[column]]
-        absent = [p for p in table[f"{column}_wav"] if p and not Path(p).is_file()]
-        if absent:
-            raise AudioError(f"{csv_path}: {len(absent)} {column} files not found, e.g. {absent[0]}")
-    return table
 
 
 def unreferenced_scores() -> dict:

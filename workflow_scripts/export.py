@@ -31,10 +31,12 @@ from tqdm import tqdm
 from workflow_scripts.files.audio import atomic_dir, atomic_path, read_audio, write_audio
 from workflow_scripts.model.convtasnet import load_checkpoint
 from workflow_scripts.files.corpora import text_key
-from workflow_scripts.evaluate import read_test_folder
+from workflow_scripts.files.folders import read_test_folder
 from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.files.speaker_data import read_sentence_file
-from workflow_scripts.training.trainer import enhance, read_speech_folder, resolve_device
+from workflow_scripts.files.folders import read_speech_folder
+from workflow_scripts.model.enhance import enhance
+from workflow_scripts.training.trainer import resolve_device
 
 log = logging.getLogger("export")
 

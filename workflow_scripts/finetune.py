@@ -18,6 +18,7 @@ import torch
 from workflow_scripts.files.audio import atomic_dir
 from workflow_scripts.model.convtasnet import load_checkpoint, size_name
 from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.files.folders import read_noise_table, read_speech_folder
 from workflow_scripts.training.trainer import (
     CropMixer,
     Recipe,
@@ -25,8 +26,6 @@ from workflow_scripts.training.trainer import (
     load_noises,
     load_utterances,
     nested_subsets,
-    read_noise_table,
-    read_speech_folder,
     recipe_dict,
     recipe_from_args,
     remove_resume,

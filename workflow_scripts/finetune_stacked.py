@@ -48,15 +48,13 @@ from workflow_scripts.training.stacked import (
     StackedValidation,
     train_stacked,
 )
+from workflow_scripts.files.folders import DataError, read_noise_table, read_speech_folder
 from workflow_scripts.training.trainer import (
     CropMixer,
-    DataError,
     add_recipe_args,
     load_noises,
     load_utterances,
     nested_subsets,
-    read_noise_table,
-    read_speech_folder,
     recipe_from_args,
     remove_resume,
     resolve_device,

@@ -21,17 +21,15 @@ import torch
 from workflow_scripts.files.audio import atomic_dir
 from workflow_scripts.model.convtasnet import MODEL_SIZES, build_model, count_parameters
 from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.files.folders import DataError, read_noise_table, read_speech_folder
 from workflow_scripts.training.trainer import (
     VAL_METRICS,
     AudioFiles,
     CropMixer,
-    DataError,
     Recipe,
     add_recipe_args,
     load_noises,
     load_utterances,
-    read_noise_table,
-    read_speech_folder,
     recipe_dict,
     recipe_from_args,
     remove_resume,

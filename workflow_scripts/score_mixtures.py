@@ -15,7 +15,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from workflow_scripts.files.audio import atomic_write_text, read_audio
-from workflow_scripts.evaluate import INPUT_METRICS, read_test_folder, score_signals
+from workflow_scripts.files.folders import read_test_folder
+from workflow_scripts.evaluate import INPUT_METRICS, score_signals
 from workflow_scripts.runtime.logs import setup_logging
 
 log = logging.getLogger("score_mixtures")

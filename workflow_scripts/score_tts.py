@@ -51,7 +51,7 @@ from workflow_scripts.scoring.speaker_similarity import (
     mean_ci95,
     similarity_to_enrollment,
 )
-from workflow_scripts.training.trainer import read_speech_folder as read_manifest
+from workflow_scripts.files.folders import read_speech_folder as read_manifest
 
 log = logging.getLogger("score_tts")
 

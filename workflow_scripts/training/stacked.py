@@ -58,6 +58,7 @@ from tqdm import tqdm
 from workflow_scripts.model import fused_gln
 from workflow_scripts.files.audio import SAMPLE_RATE
 from workflow_scripts.model.convtasnet import ConvTasNet, resolve_config
+from workflow_scripts.model.enhance import length_chunks, padded_signals
 from workflow_scripts.model.fused_gln import (
     GradLink,
     SkipGrad,
@@ -72,13 +73,13 @@ from workflow_scripts.model.fused_gln import (
     skip_buffer,
 )
 from workflow_scripts.scoring.metrics import NP_EPS, sdr_torch
+from workflow_scripts.files.folders import DataError
 from workflow_scripts.training.trainer import (
     GRAD_CLIP_NORM,
     MAX_DRAWS,
     PEAK,
     RESUME_FORMAT,
     CropMixer,
-    DataError,
     Recipe,
     StopRequest,
     TrainResult,
@@ -621,19 +622,6 @@ def _check_same(recipes: list[Recipe], fields: tuple[str, ...]) -> None:
 # ---- validation and batched enhancement -------------------------------------------------
 
 
-def _padded(signals_per_row: list[list[np.ndarray]], device, dtype=torch.float32):
-    """(rows, n, max_len) zero-padded tensor and (rows, n) lengths; missing entries have length 0."""
-    width = max(len(signals) for signals in signals_per_row)
-    max_len = max(s.size for signals in signals_per_row for s in signals)
-    out = np.zeros((len(signals_per_row), width, max_len), np.float32)
-    lengths = np.zeros((len(signals_per_row), width), np.int64)
-    for k, signals in enumerate(signals_per_row):
-        for i, s in enumerate(signals):
-            out[k, i, : s.size] = s
-            lengths[k, i] = s.size
-    return torch.from_numpy(out).to(device, dtype), torch.from_numpy(lengths).to(device)
-
-
 def _sdr_db_rows(cleans, estimates, lengths) -> torch.Tensor:
     """metrics.sdr_db (float64, zero-mean over each signal's own samples) per entry."""
     valid = torch.arange(cleans.shape[-1], device=cleans.device) < lengths[..., None]
@@ -646,18 +634,6 @@ def _sdr_db_rows(cleans, estimates, lengths) -> torch.Tensor:
     return 10.0 * torch.log10(ratio + NP_EPS)
 
 
-def _chunks(lengths_sorted: list[int], rows: int, max_batch_samples: int):
-    """Split positions 0..n-1 (lengths descending) into runs whose padded size
-    rows x run x longest stays within max_batch_samples (at least one each)."""
-    begin = 0
-    while begin < len(lengths_sorted):
-        end = begin + 1
-        while end < len(lengths_sorted) and rows * (end + 1 - begin) * lengths_sorted[begin] <= max_batch_samples:
-            end += 1
-        yield begin, end
-        begin = end
-
-
 class StackedValidation:
     """Each model's fixed validation pairs (training.validation_set), padded
     on the device; mean validation SDR of every model in a few batches."""
@@ -668,8 +644,8 @@ class StackedValidation:
             raise ValueError("every model needs at least one validation pair")
         # longest first in every row, so that a chunk of positions has similar lengths
         ordered = [sorted(pairs, key=lambda pair: -pair[0].size) for pairs in val_sets]
-        self.mixtures, self.lengths = _padded([[m for m, _ in pairs] for pairs in ordered], device)
-        self.cleans, _ = _padded([[c for _, c in pairs] for pairs in ordered], device)
+        self.mixtures, self.lengths = padded_signals([[m for m, _ in pairs] for pairs in ordered], device)
+        self.cleans, _ = padded_signals([[c for _, c in pairs] for pairs in ordered], device)
         self.max_batch_samples = max_batch_samples
 
     def keep(self, rows: list[int]) -> None:
@@ -684,35 +660,13 @@ class StackedValidation:
         longest = self.lengths.max(0).values.tolist()
         scores = torch.zeros(self.lengths.shape, dtype=torch.float64, device=self.lengths.device)
         kernel = stack.config["L"]
-        for begin, end in _chunks(longest, stack.num_models, self.max_batch_samples):
+        for begin, end in length_chunks(longest, stack.num_models, self.max_batch_samples):
             width = longest[begin]
             lengths = self.lengths[:, begin:end]
             estimates = stack.forward(self.mixtures[:, begin:end, :width], lengths.clamp(min=kernel))
             scores[:, begin:end] = _sdr_db_rows(self.cleans[:, begin:end, :width], estimates.float(), lengths)
         present = self.lengths > 0
         return ((scores * present).sum(1) / present.sum(1)).cpu().numpy()
-
-
-@torch.inference_mode()
-def enhance_many(model: ConvTasNet, mixtures: list[np.ndarray], device, max_batch_samples: int = 2**23):
-    """Enhance mixtures of any lengths in padded batches (longest first);
-    each output is what training.enhance gives for that mixture alone."""
-    device = torch.device(device)
-    kernel = model.config["L"]
-    short = [i for i, m in enumerate(mixtures) if m.size < kernel]
-    if short:
-        raise ValueError(f"mixture {short[0]} is shorter than the {kernel}-sample kernel")
-    stack = StackedConvTasNet.from_models([model], device)
-    order = sorted(range(len(mixtures)), key=lambda i: -mixtures[i].size)
-    sizes = [mixtures[i].size for i in order]
-    outputs: list[np.ndarray | None] = [None] * len(mixtures)
-    for begin, end in _chunks(sizes, 1, max_batch_samples):
-        batch_ids = order[begin:end]
-        padded, lengths = _padded([[mixtures[i] for i in batch_ids]], device)
-        enhanced = stack.forward(padded, lengths).float().cpu().numpy()[0]
-        for row, i in enumerate(batch_ids):
-            outputs[i] = enhanced[row, : mixtures[i].size]
-    return outputs
 
 
 # ---- the training loop ------------------------------------------------------------------
@@ -1045,7 +999,6 @@ __all__ = [
     "StackedStep",
     "StackedValidation",
     "clip_grad_norm_rows_",
-    "enhance_many",
     "load_stacked_resume",
     "precision_mode",
     "save_stacked_resume",

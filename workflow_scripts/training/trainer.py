@@ -55,13 +55,13 @@ from workflow_scripts.files.audio import (
     read_audio,
     scale_to_snr,
 )
+from workflow_scripts.files.folders import DataError, read_noise_table, read_speech_folder
 from workflow_scripts.model.convtasnet import ConvTasNet, save_checkpoint
+from workflow_scripts.model.enhance import enhance
 from workflow_scripts.scoring.metrics import neg_sdr_loss, sdr_db, si_sdr_db
 
 log = logging.getLogger(__name__)
 
-SPEECH_COLUMNS = ("utt_id", "path", "text", "duration_s")
-NOISE_COLUMNS = ("noise_id", "path", "kind")
 VAL_SNRS_DB = (-2.5, 0.0, 2.5)  # validation mixtures cycle through these
 PEAK = 0.9  # peak level of a peak-normalised mixture
 GRAD_CLIP_NORM = 5.0
@@ -70,10 +70,6 @@ RESUME_EVERY = 25  # steps between resume checkpoints
 RESUME_FORMAT = 1
 # validation metric -> (history column, name in logs and plots)
 VAL_METRICS = {"sdr": ("val_sdr_db", "validation SDR"), "si_sdri": ("val_si_sdri_db", "validation SI-SDRi")}
-
-
-class DataError(ValueError):
-    """A problem with a speech or noise folder, naming the folder or file."""
 
 
 @dataclass(frozen=True)
@@ -92,31 +88,6 @@ class Recipe:
 
 
 # ---- folders ------------------------------------------------------------------
-
-
-def _read_table(csv_path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    if not csv_path.is_file():
-        raise DataError(f"{csv_path}: file not found")
-    table = pd.read_csv(csv_path, keep_default_na=False)
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise DataError(f"{csv_path}: missing columns {missing}")
-    if table.empty:
-        raise DataError(f"{csv_path}: no rows")
-    absent = [p for p in table["path"] if not (csv_path.parent / p).is_file()]
-    if absent:
-        raise DataError(f"{csv_path}: {len(absent)} listed files not found, e.g. {absent[0]}")
-    table["wav"] = [str(csv_path.parent / p) for p in table["path"]]
-    return table
-
-
-def read_speech_folder(folder: str | Path) -> pd.DataFrame:
-    """The manifest of a speech folder, in row order, with absolute `wav` paths."""
-    return _read_table(Path(folder) / "manifest.csv", SPEECH_COLUMNS)
-
-
-def read_noise_table(folder: str | Path) -> pd.DataFrame:
-    return _read_table(Path(folder) / "noises.csv", NOISE_COLUMNS)
 
 
 def nested_subsets(manifest: pd.DataFrame, num_train: int, num_val: int, folder="speech folder"):
@@ -369,13 +340,6 @@ def resolve_device(name: str, whole_gpu: bool = False) -> torch.device:
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
-
-
-@torch.inference_mode()
-def enhance(model: ConvTasNet, mixture: np.ndarray, device: torch.device) -> np.ndarray:
-    """Enhance one full-length mixture."""
-    x = torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32)).to(device)[None]
-    return model(x)[0].float().cpu().numpy()
 
 
 def mean_validation_sdr(model: ConvTasNet, val_pairs, device: torch.device) -> float:
