@@ -17,7 +17,7 @@ from workflow_scripts import clone_voice, evaluate, finetune, synthesize
 from workflow_scripts.files.audio import SAMPLE_RATE, AudioError, read_audio, write_audio
 from workflow_scripts.model.convtasnet import CheckpointError, build_model, save_checkpoint
 from workflow_scripts.files.folders import DataError
-from workflow_scripts.tts import BACKENDS, TTSBackend
+from workflow_scripts.tts import BACKENDS, Backend, TTSBackend
 
 from test_workflow import default_sheet, load_config, make_workdir, snakemake
 
@@ -52,7 +52,7 @@ class RecordingBackend(TTSBackend):
 
 @pytest.fixture
 def recording_backend(monkeypatch):
-    monkeypatch.setitem(BACKENDS, "recording", f"{__name__}:RecordingBackend")
+    monkeypatch.setitem(BACKENDS, "recording", Backend(f"{__name__}:RecordingBackend", "tts-offline"))
     return "recording"
 
 

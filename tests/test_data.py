@@ -20,7 +20,7 @@ from test_workflow import REPO, planned_jobs, snakemake
 from workflow_scripts import (
     download,
     evaluate,
-    export,
+    export_task2,
     prepare_generalist,
     prepare_gt,
     prepare_challenge_test,
@@ -30,6 +30,7 @@ from workflow_scripts import (
 from workflow_scripts.model.convtasnet import load_checkpoint
 from workflow_scripts.files.corpora import ResourceError, challenge_sentences
 from workflow_scripts.files.folders import read_noise_table, read_speech_folder, read_test_folder
+from workflow_scripts.scoring.enhanced import METRICS, NO_REFERENCE
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +213,8 @@ def test_virtual_speaker_is_enhanced_but_not_scored(resources, tmp_path):
     evaluate.main(["--model", str(model), "--test-dir", str(out / "test"), "--device", "cpu",
                    "--out-csv", str(tmp_path / "eval.csv"), "--out-summary", str(tmp_path / "eval.json")])
     table = pd.read_csv(tmp_path / "eval.csv")
-    assert table[list(evaluate.METRICS)].isna().all().all()
-    assert (table.notes == evaluate.NO_REFERENCE).all()
+    assert table[list(METRICS)].isna().all().all()
+    assert (table.notes == NO_REFERENCE).all()
     assert json.loads((tmp_path / "eval.json").read_text())["n_without_reference"] == 45
 
 
@@ -225,8 +226,8 @@ def test_track2_export_enhances_the_challenge_mixtures_in_order(resources, tmp_p
     prepare_generalist.main(["--challenge-dir", str(resources["genda_challenge"]), "--model-size", "tiny",
                              "--out", str(model)])
     out = tmp_path / "team_task2" / "F0"
-    export.main(["task2", "--speaker", "F0", "--model", str(model), "--test-dir", str(mixtures),
-                 "--device", "cpu", "--out-dir", str(out)])
+    export_task2.main(["--speaker", "F0", "--model", str(model), "--test-dir", str(mixtures),
+                       "--device", "cpu", "--out-dir", str(out)])
     names = sorted(p.name for p in out.iterdir())
     assert names == [f"F0_task2_{i:02d}.wav" for i in range(45)]
     source = resources["genda_challenge"] / "data/F0/mixed_wavs"

@@ -12,12 +12,12 @@ import soundfile as sf
 import torch
 
 from workflow_scripts import evaluate
-
-from workflow_scripts.runtime import gpu
 from workflow_scripts.files.audio import AudioError, read_audio, write_audio
-from workflow_scripts.files.folders import read_test_folder
+from workflow_scripts.files.folders import read_test_folder, read_test_signals
 from workflow_scripts.model.convtasnet import build_model, load_checkpoint, save_checkpoint
 from workflow_scripts.model.enhance import enhance
+from workflow_scripts.runtime import gpu
+from workflow_scripts.scoring.enhanced import METRICS, NO_REFERENCE, score_all, scoring_pool
 
 # batched (enhance_many) against one at a time (enhance) on the CPU in float32,
 # and batched on a GPU against that: the tolerances evaluate's docstring states
@@ -87,7 +87,7 @@ def max_relative_difference(outputs, references) -> float:
 @pytest.mark.parametrize("batch_samples", [SMALL_BATCH, 2**23])
 def test_batched_enhancement_equals_one_at_a_time(model_pt, test_dir, batch_samples):
     table = read_test_folder(test_dir)
-    mixtures, _ = evaluate.read_signals(table)
+    mixtures, _ = read_test_signals(table)
     batched = evaluate.enhance_mixtures(model_pt, mixtures, torch.device("cpu"), batch_samples)
     assert max_relative_difference(batched, one_at_a_time(model_pt, mixtures)) <= AUDIO_TOL
 
@@ -103,7 +103,7 @@ def test_batched_evaluation_scores_as_one_at_a_time(model_pt, test_dir, tmp_path
             for mode in ("single", "batched")}
     assert max_relative_difference(wavs["batched"], wavs["single"]) <= AUDIO_TOL
 
-    metrics = list(evaluate.METRICS)
+    metrics = list(METRICS)
     pd.testing.assert_frame_equal(batched.drop(columns=metrics), single.drop(columns=metrics))
     np.testing.assert_allclose(batched[metrics].to_numpy(), single[metrics].to_numpy(), rtol=0, atol=METRIC_TOL)
     for name in metrics:
@@ -112,7 +112,7 @@ def test_batched_evaluation_scores_as_one_at_a_time(model_pt, test_dir, tmp_path
     # the metrics are real numbers where a reference exists, NaN with the reason where none does
     scored = single.iloc[: len(LENGTHS_S)]
     assert np.isfinite(scored[["sdr_in_db", "sdr_db", "sdri_db", "estoi_in", "estoi"]].to_numpy()).all()
-    assert single.iloc[-1][metrics].isna().all() and single.iloc[-1].notes == evaluate.NO_REFERENCE
+    assert single.iloc[-1][metrics].isna().all() and single.iloc[-1].notes == NO_REFERENCE
     assert single_summary["n_utterances"] == 6 and single_summary["n_without_reference"] == 1
 
 
@@ -123,15 +123,15 @@ def test_parallel_scoring_equals_serial_scoring(model_pt, test_dir, tmp_path):
     parallel_summary, serial_summary = (json.loads((tmp_path / w / "spk.json").read_text()) for w in ("3", "1"))
     assert parallel_summary.keys() == serial_summary.keys()
     for name, value in serial_summary.items():
-        assert parallel_summary[name] == (pytest.approx(value, rel=RERUN_TOL) if name in evaluate.METRICS else value)
+        assert parallel_summary[name] == (pytest.approx(value, rel=RERUN_TOL) if name in METRICS else value)
 
     table = read_test_folder(test_dir).iloc[: len(LENGTHS_S)]
-    mixtures, cleans = evaluate.read_signals(table)
+    mixtures, cleans = read_test_signals(table)
     triples = [(c, m, e, None) for c, m, e in zip(cleans, mixtures, one_at_a_time(model_pt, mixtures))]
-    serial = evaluate.score_all(triples, None)
-    pool = evaluate.scoring_pool(2)
+    serial = score_all(triples, None)
+    pool = scoring_pool(2)
     try:
-        parallel = evaluate.score_all(triples, pool)
+        parallel = score_all(triples, pool)
     finally:
         pool.shutdown()
     assert len(parallel) == len(serial)
@@ -156,10 +156,10 @@ def test_length_mismatch_stops_the_job_before_enhancement(model_pt, test_dir, tm
 def test_gpu_is_given_back_before_scoring(model_pt, test_dir, tmp_path, monkeypatch):
     monkeypatch.setenv(gpu.LOCK_DIR_ENV, str(tmp_path / "locks"))
     monkeypatch.setattr(gpu, "_claim", None)
-    device = evaluate.resolve_device("auto")
+    device = torch.device(gpu.resolve_device("auto"))
     assert device.type == "cuda" and gpu._claim is not None
     slot_file = next((tmp_path / "locks").glob("*.lock"))
-    mixtures, _ = evaluate.read_signals(read_test_folder(test_dir))
+    mixtures, _ = read_test_signals(read_test_folder(test_dir))
     enhanced = evaluate.enhance_mixtures(model_pt, mixtures, device, evaluate.GPU_BATCH_SAMPLES)
     # what stays is cuBLAS's workspace (a few MiB), not the model or the batches' activations (GiBs)
     assert torch.cuda.memory_reserved() <= 64 * 2**20, torch.cuda.memory_summary()

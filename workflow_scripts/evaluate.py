@@ -1,23 +1,26 @@
 """Enhance a test folder's mixtures with a model and score them.
 
 Per utterance: SDR of the mixture and of the enhanced speech (the
-challenge's SDR), their difference (SDRi), eSTOI and wide-band PESQ of both.
-A metric that cannot be computed is NaN, with the reason in `notes`; a
-mixture without a clean reference (empty `clean` in test.csv) is enhanced,
-and its reference metrics are NaN with the note "not applicable: no clean
-reference". Writes a per-utterance CSV and a summary JSON (means ignoring
-NaN, NaN counts, n_utterances, n_without_reference).
+challenge's SDR), their difference (SDRi), eSTOI and wide-band PESQ of both
+(scoring.enhanced). A metric that cannot be computed is NaN, with the reason
+in `notes`; a mixture without a clean reference (empty `clean` in test.csv)
+is enhanced, and its reference metrics are NaN with the note "not
+applicable: no clean reference". Writes a per-utterance CSV and a summary
+JSON (means ignoring NaN, NaN counts, n_utterances, n_without_reference).
 
 On a GPU the mixtures are enhanced together, in zero-padded batches of at
 most `--batch-samples` samples (model.enhance.enhance_many, padding masked); on the
-CPU, where batching is slower, one at a time (model.enhance.enhance). Tolerance:
-the two agree within 1e-5 of the enhanced audio's peak and 1e-3 in every
-metric (SDR in dB, eSTOI, PESQ), checked on the CPU in float32 and for the
-GPU's batches against the CPU (tests/test_evaluate.py; measured 1.5e-6 and
-3e-5 on the CPU, 2.2e-6 on an H100). Then the model's GPU memory and the
+CPU, where batching is slower, one at a time (model.enhance.enhance). The two agree within 1e-5 of the
+enhanced audio's peak and 1e-3 in every metric (SDR in dB, eSTOI, PESQ):
+tests/test_evaluate.py checks this on the CPU in float32 and for the GPU's
+batches against the CPU; the differences found and the batch size's choice
+are in bench/RESULTS.md, "Evaluation". Then the model's GPU memory and the
 job's GPU slot are given back, and the CPU-bound scoring runs in `--workers`
-processes, with the scores of serial scoring (up to eSTOI's own last digits,
-which vary by ~1e-13 from call to call).
+processes, with the scores of serial scoring.
+
+    python -m workflow_scripts.evaluate --model results/finetune/.../model.pt \
+        --test-dir data/demo/spk01/test --input-scores results/eval/mixtures/spk01.csv \
+        --out-csv results/eval/.../spk01.csv --out-summary results/eval/.../spk01.json
 """
 
 from __future__ import annotations
@@ -25,9 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,95 +36,26 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from workflow_scripts.files.audio import (
-    SAMPLE_RATE,
-    AudioError,
-    atomic_dir,
-    atomic_write_text,
-    read_audio,
-    write_audio,
-)
-from workflow_scripts.files.folders import read_test_folder
+from workflow_scripts.files.audio import SAMPLE_RATE, atomic_dir, atomic_write_text, write_audio
+from workflow_scripts.files.folders import read_test_folder, read_test_signals
 from workflow_scripts.model.convtasnet import load_checkpoint
-from workflow_scripts.runtime.gpu import release_gpu
+from workflow_scripts.model.enhance import enhance, enhance_many
+from workflow_scripts.runtime.gpu import release_gpu, resolve_device
 from workflow_scripts.runtime.logs import setup_logging
-from workflow_scripts.scoring.metrics import estoi, pesq_wb, safe_metric, sdr_db
-from workflow_scripts.model.enhance import enhance_many
-from workflow_scripts.model.enhance import enhance
-from workflow_scripts.training.trainer import resolve_device
+from workflow_scripts.scoring.enhanced import (
+    METRICS,
+    read_mixture_scores,
+    score_all,
+    scoring_pool,
+    summarize,
+    unreferenced_scores,
+    write_score_table,
+)
 
 log = logging.getLogger("evaluate")
 
-METRICS = ("sdr_in_db", "sdr_db", "sdri_db", "estoi_in", "estoi", "pesq_in", "pesq")
-NO_REFERENCE = "not applicable: no clean reference"
-# H100, 45 mixtures of 2-7.5 s: as fast as 2**23 (one batch) at a fifth of its peak memory (1.3-2.1 GiB)
+# the default padded batch on a GPU (bench/RESULTS.md, "Evaluation")
 GPU_BATCH_SAMPLES = 2**20
-
-
-def unreferenced_scores() -> dict:
-    """The scores of a mixture without a clean reference: every metric not applicable."""
-    return {**{name: float("nan") for name in METRICS}, "notes": NO_REFERENCE}
-
-
-INPUT_METRICS = [("sdr_in_db", sdr_db), ("estoi_in", estoi), ("pesq_in", pesq_wb)]
-OUTPUT_METRICS = [("sdr_db", sdr_db), ("estoi", estoi), ("pesq", pesq_wb)]
-
-
-def score_signals(clean: np.ndarray, estimate: np.ndarray, metrics) -> dict:
-    """The given metrics of one estimate, NaN with a reason in `notes` where undefined."""
-    scores, notes = {}, []
-    for name, fn in metrics:
-        scores[name], reason = safe_metric(fn, clean, estimate)
-        if reason:
-            notes.append(f"{name}: {reason}")
-    scores["notes"] = "; ".join(notes)
-    return scores
-
-
-def score_utterance(clean: np.ndarray, mixture: np.ndarray, enhanced: np.ndarray,
-                    input_scores: dict | None = None) -> dict:
-    """All metrics of one utterance; the mixture's own scores are taken from
-    `input_scores` when given (they are the same for every model)."""
-    if input_scores is None:
-        input_scores = score_signals(clean, mixture, INPUT_METRICS)
-    output_scores = score_signals(clean, enhanced, OUTPUT_METRICS)
-    scores = {name: input_scores[name] for name, _ in INPUT_METRICS}
-    scores.update({name: output_scores[name] for name, _ in OUTPUT_METRICS})
-    scores["sdri_db"] = scores["sdr_db"] - scores["sdr_in_db"]
-    scores["notes"] = "; ".join(n for n in (input_scores.get("notes"), output_scores["notes"]) if n)
-    return scores
-
-
-def read_input_scores(csv_path: str | Path, table: pd.DataFrame) -> list[dict]:
-    """The mixtures' own scores (from score_mixtures), in the order of the test table."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"{csv_path}: mixture scores not found")
-    scores = pd.read_csv(csv_path, keep_default_na=False, na_values=[""]).set_index("mixture_id")
-    missing = sorted(set(table.mixture_id) - set(scores.index))
-    if missing:
-        raise ValueError(f"{csv_path}: no scores for mixtures {', '.join(missing[:5])}")
-    scores["notes"] = scores["notes"].astype("string").fillna("").astype(str)
-    return [scores.loc[mixture_id].to_dict() for mixture_id in table.mixture_id]
-
-
-def _score_args(args) -> dict:
-    return score_utterance(*args)
-
-
-def read_signals(table: pd.DataFrame) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-    """Every mixture and its clean reference (None where it has none), checked to be of equal length."""
-    mixtures, cleans = [], []
-    for row in table.itertuples():
-        mixture = read_audio(row.mixture_wav)
-        clean = read_audio(row.clean_wav) if row.clean_wav else None
-        if clean is not None and clean.size != mixture.size:
-            raise AudioError(
-                f"{row.mixture_wav}: {mixture.size} samples, but clean {row.clean_wav} has {clean.size}"
-            )
-        mixtures.append(mixture)
-        cleans.append(clean)
-    return mixtures, cleans
 
 
 def enhance_mixtures(model_path: str | Path, mixtures: list[np.ndarray], device: torch.device,
@@ -144,33 +76,6 @@ def enhance_mixtures(model_path: str | Path, mixtures: list[np.ndarray], device:
         torch.cuda.empty_cache()
     release_gpu()
     return enhanced
-
-
-def scoring_pool(workers: int) -> ProcessPoolExecutor | None:
-    """`workers` scoring processes (None for one), forked now: before torch starts
-    CUDA or its thread pool, and before the GPU slot's lock file is opened, which
-    a forked child would go on holding after the job gives the slot back."""
-    if workers < 2:
-        return None
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    pool.submit(int).result()  # under fork, the first task forks every worker
-    return pool
-
-
-def score_all(triples: list[tuple], pool: ProcessPoolExecutor | None) -> list[dict]:
-    """score_utterance of every (clean, mixture, enhanced, input_scores), in order."""
-    scored = map(_score_args, triples) if pool is None else pool.map(_score_args, triples)
-    return list(tqdm(scored, total=len(triples), desc="score", unit="utt", mininterval=5.0))
-
-
-def summarize(per_utterance: pd.DataFrame) -> dict:
-    summary = {"n_utterances": len(per_utterance),
-               "n_without_reference": int((per_utterance["notes"] == NO_REFERENCE).sum())}
-    for name in METRICS:
-        values = per_utterance[name].astype(float)
-        summary[name] = None if values.isna().all() else float(values.mean(skipna=True))
-    summary["n_nan"] = {name: int(per_utterance[name].isna().sum()) for name in METRICS}
-    return summary
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -203,7 +108,7 @@ def main(argv=None) -> None:
     table = read_test_folder(args.test_dir)
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"{args.model}: checkpoint not found")
-    input_scores = read_input_scores(args.input_scores, table) if args.input_scores else [None] * len(table)
+    input_scores = read_mixture_scores(args.input_scores, table) if args.input_scores else [None] * len(table)
     referenced = [bool(path) for path in table.clean_wav]
     if not all(referenced):
         log.info("%s: %d of %d mixtures have no clean reference: enhanced, not scored", args.test_dir,
@@ -212,11 +117,11 @@ def main(argv=None) -> None:
     workers = min(workers, max(sum(referenced), 1))
     pool = scoring_pool(workers)
     try:
-        mixtures, cleans = read_signals(table)
+        mixtures, cleans = read_test_signals(table)
         # enhancement is a small share of the time; one thread avoids
         # multi-threaded torch stalling on cores shared with other jobs
         torch.set_num_threads(1)
-        device = resolve_device(args.device)
+        device = torch.device(resolve_device(args.device))
         batch_samples = args.batch_samples
         if batch_samples is None:
             batch_samples = GPU_BATCH_SAMPLES if device.type == "cuda" else 0
@@ -238,7 +143,7 @@ def main(argv=None) -> None:
         with atomic_dir(args.enhanced_dir) as tmp:
             for mixture_id, audio in zip(table.mixture_id, enhanced):
                 write_audio(tmp / f"{mixture_id}.wav", audio, SAMPLE_RATE)
-    atomic_write_text(args.out_csv, per_utterance.to_csv(index=False, float_format="%.4f"))
+    write_score_table(args.out_csv, per_utterance)
     atomic_write_text(args.out_summary, json.dumps(summary, indent=2) + "\n")
     log.info(
         "SDR %.2f -> %.2f dB (SDRi %.2f), eSTOI %.3f -> %.3f, PESQ %.2f -> %.2f; NaN: %s",

@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 
 from workflow_scripts.files import corpora
-from workflow_scripts.files.audio import atomic_dir
+from workflow_scripts.files.audio import atomic_dir, audio_files
+from workflow_scripts.files.folders import write_test_folder
 from workflow_scripts.runtime.logs import setup_logging
-from workflow_scripts.files.speaker_data import audio_files, write_mixture_folder
+from workflow_scripts.world.test_sets import given_test_set
 
 log = logging.getLogger("prepare_challenge_test")
 
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     else:
         mixtures = audio_files(args.mixtures_dir, "mixtures")
     with atomic_dir(args.out_dir) as tmp:
-        write_mixture_folder(tmp, args.speaker, mixtures)
+        write_test_folder(tmp, given_test_set(args.speaker, mixtures))
     log.info("%s: %d mixtures in %s", args.speaker, len(mixtures), args.out_dir)
     return 0
 

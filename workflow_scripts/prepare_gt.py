@@ -26,15 +26,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from workflow_scripts.files import corpora
-from workflow_scripts.files.audio import atomic_dir
+from workflow_scripts.files.audio import atomic_dir, audio_files, read_checked
+from workflow_scripts.files.folders import write_speech_folder
+from workflow_scripts.files.sentences import read_sentence_file
 from workflow_scripts.runtime.logs import setup_logging
-from workflow_scripts.files.speaker_data import (
-    audio_files,
-    libritts_roles,
-    read_checked,
-    read_sentence_file,
-    write_speech_folder,
-)
+from workflow_scripts.world.real_speakers import libritts_roles
 
 log = logging.getLogger("prepare_gt")
 

@@ -31,6 +31,12 @@ from tqdm import tqdm
 
 from workflow_scripts.files import corpora
 from workflow_scripts.files.audio import SAMPLE_RATE, atomic_dir, read_audio, write_audio
+from workflow_scripts.files.folders import (
+    DURATION_DECIMALS,
+    duration_s,
+    write_noise_table,
+    write_speech_table,
+)
 from workflow_scripts.runtime.logs import setup_logging
 
 log = logging.getLogger("prepare_pretrain_pool")
@@ -61,13 +67,13 @@ def in_place_or_converted(paths: list[str], folder: Path, final_folder: Path, wo
     for path, (rate, channels, frames) in zip(paths, shapes(paths, workers)):
         if rate == SAMPLE_RATE and channels == 1:
             relative.append(os.path.relpath(path, final_folder))
-            durations.append(round(frames / rate, 4))
+            durations.append(round(frames / rate, DURATION_DECIMALS))
             continue
         audio = read_audio(path)
         name = f"wavs/{Path(path).stem}.wav"
         write_audio(folder / name, audio)
         relative.append(name)
-        durations.append(round(audio.size / SAMPLE_RATE, 4))
+        durations.append(duration_s(audio))
         converted += 1
     if converted:
         log.info("%d files converted to 16 kHz mono", converted)
@@ -86,11 +92,12 @@ def speech_table(librispeech_dirs: list[Path], held_out: set[str]) -> pd.DataFra
     return pd.concat(tables, ignore_index=True)
 
 
-def write_noise_table(folder: Path, final_folder: Path, files: list[Path], workers: int) -> None:
+def noise_folder(folder: Path, final_folder: Path, files: list[Path], workers: int) -> None:
+    """A noise folder of MUSAN free-sound recordings, used where they are (or converted)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths, durations = in_place_or_converted([str(p) for p in files], folder, final_folder, workers)
-    pd.DataFrame({"noise_id": [p.stem for p in files], "path": paths, "kind": f"musan-{FREE_SOUND}",
-                  "duration_s": durations}).to_csv(folder / "noises.csv", index=False)
+    write_noise_table(folder, pd.DataFrame({"noise_id": [p.stem for p in files], "path": paths,
+                                            "kind": f"musan-{FREE_SOUND}", "duration_s": durations}))
 
 
 def main(argv=None) -> int:
@@ -118,12 +125,12 @@ def main(argv=None) -> int:
         final = args.out_dir
         (tmp / "speech").mkdir()
         paths, durations = in_place_or_converted(list(speech.flac), tmp / "speech", final / "speech", args.workers)
-        manifest = pd.DataFrame({"utt_id": speech.utt_id, "path": paths, "text": speech.text,
-                                 "duration_s": durations, "speaker": speech.speaker})
-        manifest.to_csv(tmp / "speech" / "manifest.csv", index=False)
+        manifest = write_speech_table(tmp / "speech", pd.DataFrame({
+            "utt_id": speech.utt_id, "path": paths, "text": speech.text, "duration_s": durations,
+            "speaker": speech.speaker}))
         split = len(noise_files) - args.num_val_noises
-        write_noise_table(tmp / "noises", final / "noises", noise_files[:split], args.workers)
-        write_noise_table(tmp / "val_noises", final / "val_noises", noise_files[split:], args.workers)
+        noise_folder(tmp / "noises", final / "noises", noise_files[:split], args.workers)
+        noise_folder(tmp / "val_noises", final / "val_noises", noise_files[split:], args.workers)
     log.info("%s: %d utterances (%.1f h) of %d speakers; %d training and %d validation noises", args.out_dir,
              len(manifest), manifest.duration_s.sum() / 3600, manifest.speaker.nunique(), split,
              args.num_val_noises)

@@ -38,20 +38,19 @@ import numpy as np
 from tqdm import tqdm
 
 from workflow_scripts.files import corpora
-from workflow_scripts.files.audio import SAMPLE_RATE, atomic_write_text, write_audio
-from workflow_scripts.build_world import write_test_folder
-from workflow_scripts.runtime.logs import setup_logging
-from workflow_scripts.files.speaker_data import (
+from workflow_scripts.files.audio import (
+    SAMPLE_RATE,
+    atomic_write_text,
     audio_files,
-    choose_test_utterances,
-    libritts_roles,
     read_checked,
-    read_sentence_file,
-    speaker_seed,
     staging_dir,
-    write_mixture_folder,
-    write_noise_folder,
+    write_audio,
 )
+from workflow_scripts.files.folders import write_noise_folder, write_test_folder
+from workflow_scripts.files.sentences import read_sentence_file, write_sentence_file
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.world.real_speakers import libritts_test_set, speaker_seed
+from workflow_scripts.world.test_sets import given_test_set, mixed_test_set
 
 log = logging.getLogger("prepare_speaker")
 
@@ -81,9 +80,14 @@ def sentences(args) -> tuple[list[str], dict]:
     return own + additional, {"source": "challenge", "own": len(own), "additional": len(additional)}
 
 
+def noise_source(path: Path, kind: str) -> dict:
+    """A noise of the set: named in its folder by the recording's name, its source kept."""
+    return {"name": path.stem, "kind": kind, "source": str(path), "params": {"source": str(path)}}
+
+
 def noise_sources(args) -> list[dict]:
     if args.noise_dir:
-        return [{"name": p.name, "kind": "file", "source": str(p)} for p in audio_files(args.noise_dir, "noise")]
+        return [noise_source(p, "file") for p in audio_files(args.noise_dir, "noise")]
     need(args.challenge_dir, "--noise-dir", "--challenge-dir with --challenge-id")
     need(args.musan_dir, "--noise-dir", "--musan-dir (the challenge's noise sets are MUSAN recordings)")
     folder = corpora.musan_noise_dir(args.musan_dir, NOISE_KIND)
@@ -91,7 +95,7 @@ def noise_sources(args) -> list[dict]:
     missing = [name for name in names if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder}: noise recordings of speaker {args.challenge_id} not found: {missing}")
-    return [{"name": name, "kind": f"musan-{NOISE_KIND}", "source": str(folder / name)} for name in names]
+    return [noise_source(folder / name, f"musan-{NOISE_KIND}") for name in names]
 
 
 def clean_test_sources(args, sentence_list: list[str], enrollment: Path) -> tuple[list[dict], dict] | None:
@@ -104,26 +108,8 @@ def clean_test_sources(args, sentence_list: list[str], enrollment: Path) -> tupl
         return [{"id": p.stem, "source": str(p)} for p in files], {"kind": "clean recordings", "source": str(args.test_clean)}
     if args.libritts_dir:
         need(args.libritts_id, "--libritts-id", "no LibriTTS folder")
-        utterances = corpora.libritts_utterances(args.libritts_dir, args.libritts_id)
-        roles = libritts_roles(utterances, sentence_list, enrollment)
-        held_out = list(roles.utt_id[roles.role == "held_out"])
-        if len(held_out) < count:
-            raise ValueError(
-                f"{corpora.libritts_speaker_dir(args.libritts_dir, args.libritts_id)}: {len(held_out)} utterances"
-                f" read none of the speaker's sentences, fewer than the {count} test utterances"
-            )
-        chosen = choose_test_utterances(held_out, count, speaker_seed(args.seed, args.speaker))
-        wavs = dict(zip(roles.utt_id, roles.wav))
-        record = {
-            "kind": "reconstruction from LibriTTS test-clean (held-out utterances; the challenge's clean"
-                    " references are not public)",
-            "libritts_id": args.libritts_id,
-            "test_utterances": chosen,
-            "enrollment_utterances": list(roles.utt_id[roles.role == "enrollment"]),
-            "sentence_utterances": int((roles.role == "sentence").sum()),
-            "held_out_utterances": len(held_out),
-        }
-        return [{"id": utt, "source": wavs[utt]} for utt in chosen], record
+        return libritts_test_set(args.libritts_dir, args.libritts_id, sentence_list, enrollment, count,
+                                 speaker_seed(args.seed, args.speaker))
     return None
 
 
@@ -164,16 +150,17 @@ def prepare(args) -> dict:
     }
     with staging_dir(args.out_dir) as staging:
         write_audio(staging / "enrollment.wav", enrollment_audio)
-        atomic_write_text(staging / "sentences.txt", "\n".join(sentence_list) + "\n")
-        noise_table = write_noise_folder(staging / "noises", args.speaker, noises)
+        write_sentence_file(staging / "sentences.txt", sentence_list)
+        noise_table = write_noise_folder(staging / "noises", f"{args.speaker}_", noises)
         if clean is not None:
             rng = np.random.default_rng(speaker_seed(args.seed, args.speaker) + [1])
-            table = write_test_folder(staging / "test", args.speaker, clean_audio, noises,
-                                      list(noise_table.noise_id), args.test_snrs_db, rng)
-            table["clean_source"] = [c["id"] for c in clean_sources for _ in noises]
-            table.to_csv(staging / "test" / "test.csv", index=False)
+            mixed = mixed_test_set(args.speaker, clean_audio, noises, list(noise_table.noise_id),
+                                   args.test_snrs_db, rng)
+            clean_ids = [c["id"] for c in clean_sources for _ in noises]
+            write_test_folder(staging / "test", ({**row, "clean_source": clean_id}
+                                                 for row, clean_id in zip(mixed, clean_ids)))
         else:
-            write_mixture_folder(staging / "test", args.speaker, mixtures)
+            write_test_folder(staging / "test", given_test_set(args.speaker, mixtures))
         record["test"]["mixtures"] = len(clean_audio) * len(noises) if clean is not None else len(mixtures)
         atomic_write_text(staging / "speaker.json", json.dumps(record, indent=2) + "\n")
         install(staging, args.out_dir)

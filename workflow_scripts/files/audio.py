@@ -20,6 +20,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 SAMPLE_RATE = 16000
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # the files audio_files takes from a folder
 CLIP_LEVEL = 0.999  # a sample at |x| >= this counts as clipped
 CLIP_WARN_FRACTION = 0.01  # warn when more than this fraction of the samples is clipped
 log = logging.getLogger(__name__)
@@ -68,6 +69,25 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     return audio.astype(np.float32, copy=False)
 
 
+def read_checked(path: str | os.PathLike, what: str) -> np.ndarray:
+    """read_audio of a file that must not be silent; `what` names it in the error."""
+    audio = read_audio(path)
+    if power(audio) == 0.0:
+        raise AudioError(f"{path}: {what} is silent")
+    return audio
+
+
+def audio_files(folder: str | os.PathLike, what: str) -> list[Path]:
+    """The audio files directly in `folder`, by name; `what` names the folder in errors."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: {what} folder not found")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise AudioError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in the {what} folder")
+    return files
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     """Yield a temporary file name beside `path` that becomes `path` only on success."""
@@ -110,6 +130,19 @@ def atomic_dir(path: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def staging_dir(out_dir: str | os.PathLike):
+    """A temporary sibling folder of `out_dir` for outputs that are moved into place one by one;
+    removed on leaving, whatever is left in it."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -1,1 +1,1 @@
-"""Metrics and the models that score speech: ASR, MOS, speaker similarity."""
+"""Scoring speech: metrics, ASR, MOS, speaker similarity, enhanced speech and the results tables."""

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow_scripts.files.audio import SAMPLE_RATE
-from workflow_scripts.runtime.model_cache import cache_dirs, file_sha256
+from workflow_scripts.runtime.model_cache import WHISPER_MODEL, cache_dirs, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class WhisperTranscriber:
         return self.tokenizer.decode(kept).strip()
 
 
-def load_asr(name: str, model_dir: str | os.PathLike = "models", whisper_model: str = "large-v3",
+def load_asr(name: str, model_dir: str | os.PathLike = "models", whisper_model: str = WHISPER_MODEL,
              device: str = "cpu", temperature_fallback: bool = True):
     """A transcriber for `name` (see the module docstring), or None for "none".
 

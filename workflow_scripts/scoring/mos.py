@@ -27,11 +27,11 @@ import numpy as np
 from tqdm import tqdm
 
 from workflow_scripts.files.audio import SAMPLE_RATE
-from workflow_scripts.runtime.model_cache import cache_dirs, is_local
+from workflow_scripts.runtime.model_cache import UTMOS_MODEL, cache_dirs, is_local
 
 log = logging.getLogger(__name__)
 
-UTMOS_HUB_REPO = "Blinorot/UTMOS-PyTorch"
+UTMOS_HUB_REPO = UTMOS_MODEL
 UTMOS_WEIGHTS_FILE = "utmos_state_dict.pt"
 
 

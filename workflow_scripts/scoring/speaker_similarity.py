@@ -22,10 +22,12 @@ import warnings
 import numpy as np
 from scipy import stats
 
+from workflow_scripts.runtime.model_cache import XVECTOR_MODEL
+
 log = logging.getLogger(__name__)
 
 ENCODER_NAME = "resemblyzer-0.1.4"
-XVECTOR_DEFAULT_SOURCE = "speechbrain/spkrec-xvect-voxceleb"
+XVECTOR_DEFAULT_SOURCE = XVECTOR_MODEL
 EMBED_FILES_PER_BATCH = 16
 
 

@@ -28,7 +28,7 @@ from workflow_scripts.files.audio import peak_normalize
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOURCE = "speechbrain/spkrec-xvect-voxceleb"
+DEFAULT_SOURCE = model_cache.XVECTOR_MODEL
 EMBEDDING_DIM = 512  # of the hub model; SpeechT5's speaker_embedding_dim
 HPARAMS_FILE = "hyperparams.yaml"
 # the hub model's hyperparams.yaml names its checkpoints as <pretrained_path>/<file>, with

@@ -1,1 +1,1 @@
-"""The demo world: voices, noises and speakers built from seeds."""
+"""Speakers and their recordings: the demo world built from seeds, real speakers' selections, test sets."""

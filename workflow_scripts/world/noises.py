@@ -334,8 +334,9 @@ def draw_noise_set(
 ) -> list[dict]:
     """n noises of distinct kinds (as far as possible) with random parameters.
 
-    Returns dicts with `kind`, `params` and `audio`. Each noise draws from
-    its own child generator, so noise i does not depend on the others' lengths.
+    Returns dicts with `kind`, `name` (the kind: it names the noise in a noise folder),
+    `params` and `audio`. Each noise draws from its own child generator, so noise i
+    does not depend on the others' lengths.
     """
     if n < 1:
         raise ValueError(f"number of noises must be >= 1, got {n}")
@@ -345,7 +346,7 @@ def draw_noise_set(
     for kind, child in zip(drawn, children):
         params = draw_noise_params(kind, child)
         audio = make_noise(kind, child, duration_s, sentences=sentences, voices=voices, **params)
-        noise_set.append({"kind": kind, "params": _plain(params), "audio": audio})
+        noise_set.append({"kind": kind, "name": kind, "params": _plain(params), "audio": audio})
     return noise_set
 
 

@@ -1,7 +1,7 @@
 """TTS scoring as the challenge scored: SECS (resemblyzer, x-vector), Whisper WER, predicted MOS.
 
 The x-vector and Whisper models are tiny random checkpoints of the real architectures
-(tests/tiny_hf.py, tests/tiny_whisper.py) loaded through the same code as the released
+(workflow_scripts/testing/tiny_models.py) loaded through the same code as the released
 weights; DNSMOS and DistillMOS run with the weights their wheels ship; UTMOS has no weights
 here, so its column must stay empty with the reason given.
 """
@@ -13,14 +13,15 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_hf import build_tiny_xvector
-from tiny_whisper import build_tiny_whisper
 
-from workflow_scripts import aggregate, score_tts
+from workflow_scripts import score_tts
 from workflow_scripts.scoring.asr import ASRUnavailable, WhisperTranscriber, load_asr
 from workflow_scripts.files.audio import SAMPLE_RATE, write_audio
 from workflow_scripts.scoring.mos import UTMOSPredictor, load_predictors, resolve_utmos_weights
+from workflow_scripts.scoring.report import tts_markdown
+from workflow_scripts.scoring.results import read_tts_scores
 from workflow_scripts.scoring.speaker_similarity import load_xvector_encoder
+from workflow_scripts.testing.tiny_models import build_tiny_whisper, build_tiny_xvector
 from workflow_scripts.world.voices import render_flite
 
 SENTENCES = ["The sun is shining today.", "Please open the door."]
@@ -92,11 +93,11 @@ def test_missing_utmos_weights_leave_the_column_empty_and_say_why(scored, world)
 
 
 def test_aggregate_tts_table_shows_every_score_and_reason(scored, world):
-    tts = aggregate.read_tts_scores([
+    tts = read_tts_scores([
         {"source": "gt", "speaker": "spk01", "path": str(world["root"] / "tts.json")},
         {"source": "clone", "speaker": "spk01", "path": str(world["root"] / "tts.json")},
     ])
-    markdown = aggregate.tts_markdown(tts)
+    markdown = tts_markdown(tts)
     header = next(line for line in markdown.splitlines() if line.startswith("| Source |"))
     for title in ("SECS (resemblyzer)", "SECS (x-vector)", "WER", "UTMOS", "DNSMOS OVRL", "DistillMOS", "ASR"):
         assert title in header
@@ -116,11 +117,11 @@ def test_aggregate_reads_summaries_written_before_these_scores(tmp_path):
     old = tmp_path / "old.json"
     old.write_text(json.dumps({"n_utterances": 8, "secs_mean": 0.9, "wer": 0.25, "asr": "pocketsphinx-en-us",
                                "asr_reason": ""}))
-    tts = aggregate.read_tts_scores([{"source": "gt", "speaker": "spk01", "path": str(old)}])
+    tts = read_tts_scores([{"source": "gt", "speaker": "spk01", "path": str(old)}])
     assert tts.secs[0] == 0.9 and tts.wer[0] == 0.25 and math.isnan(tts.utmos[0])
-    assert "n/a: not in old.json" in aggregate.tts_markdown(tts)
+    assert "n/a: not in old.json" in tts_markdown(tts)
     with pytest.raises(FileNotFoundError, match="missing.json: TTS score summary not found"):
-        aggregate.read_tts_scores([{"source": "gt", "speaker": "spk01", "path": str(tmp_path / "missing.json")}])
+        read_tts_scores([{"source": "gt", "speaker": "spk01", "path": str(tmp_path / "missing.json")}])
 
 
 def test_batched_whisper_gives_the_text_of_one_transcribe_call_per_file(world):

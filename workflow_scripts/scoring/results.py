@@ -1,0 +1,144 @@
+"""The results tables of a run: per-utterance evaluation tables and per-speaker TTS score
+summaries, averaged per speaker first, then over speakers (as the challenge did), for all
+speakers and for each group of speakers (real, virtual) apart.
+
+Rows: the unprocessed mixtures, the generalist, and every fine-tuning condition (gt and
+each TTS system at each data size), per model size; TTS rows also carry the speaker
+similarity (SECS) and WER of their speech.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# per-utterance column -> table column
+METRIC_TITLES = {"sdri_db": "SDRi", "sdr_db": "SDR", "estoi": "eSTOI", "pesq": "PESQ"}
+INPUT_METRIC_TITLES = {"sdr_in_db": "SDR", "estoi_in": "eSTOI", "pesq_in": "PESQ"}
+GENERALIST = "generalist"
+
+
+def read_eval_tables(entries: list[dict]) -> pd.DataFrame:
+    """Concatenate per-utterance evaluation tables with their labels."""
+    frames = []
+    for entry in entries:
+        path = Path(entry["path"])
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: evaluation table not found")
+        table = pd.read_csv(path)
+        missing = [c for c in list(METRIC_TITLES) + list(INPUT_METRIC_TITLES) if c not in table.columns]
+        if missing:
+            raise ValueError(f"{path}: missing columns {', '.join(missing)}")
+        for key in ("model", "source", "size", "speaker"):
+            table[key] = entry[key]
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
+# per-speaker TTS score column -> (summary fields tried in turn, summary field that says why it is empty)
+TTS_SCORES = {
+    "secs": (("secs_resemblyzer_mean", "secs_mean"), "secs_resemblyzer_reason"),
+    "secs_xvector": (("secs_xvector_mean",), "secs_xvector_reason"),
+    "wer": (("wer",), "asr_reason"),
+    "wer_mean_per_utterance": (("wer_mean_per_utterance",), "asr_reason"),
+    "utmos": (("utmos_mean",), "utmos_reason"),
+    "dnsmos_ovrl": (("dnsmos_ovrl_mean",), "dnsmos_reason"),
+    "dnsmos_sig": (("dnsmos_sig_mean",), "dnsmos_reason"),
+    "dnsmos_bak": (("dnsmos_bak_mean",), "dnsmos_reason"),
+    "dnsmos_p808": (("dnsmos_p808_mean",), "dnsmos_reason"),
+    "distillmos": (("distillmos_mean",), "distillmos_reason"),
+}
+TTS_MODELS = ("secs_resemblyzer_model", "secs_xvector_model", "asr", "text_normalizer", "utmos_model",
+              "dnsmos_model", "distillmos_model")
+
+
+def read_tts_scores(entries: list[dict]) -> pd.DataFrame:
+    """One row per (source, speaker): each score's mean (NaN when missing), `<score>_reason` saying
+    why a score is missing, and the models behind the scores."""
+    rows = []
+    for entry in entries:
+        path = Path(entry["path"])
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: TTS score summary not found")
+        summary = json.loads(path.read_text())
+        row = {"source": entry["source"], "speaker": entry["speaker"],
+               "n_utterances": summary.get("n_utterances")}
+        for column, (fields, reason_field) in TTS_SCORES.items():
+            value = next((summary[f] for f in fields if summary.get(f) is not None), None)
+            row[column] = np.nan if value is None else float(value)
+            reason = summary.get(reason_field) or ""
+            row[f"{column}_reason"] = reason if value is None and reason else (
+                "" if value is not None else f"not in {path.name}")
+        row.update({key: summary.get(key) or "" for key in TTS_MODELS})
+        row["asr"] = summary.get("asr") or "none"
+        row["asr_reason"] = summary.get("asr_reason", "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def condition_name(source: str, size: str) -> str:
+    return GENERALIST if source == GENERALIST else f"{source} {size}"
+
+
+def per_speaker_means(evals: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each metric per (model, source, size, speaker), NaN ignored."""
+    columns = list(METRIC_TITLES) + list(INPUT_METRIC_TITLES)
+    grouped = evals.groupby(["model", "source", "size", "speaker"], sort=False)[columns]
+    means = grouped.mean().reset_index()
+    means["n_utterances"] = grouped.size().values
+    means["n_missing"] = grouped.apply(lambda g: int(g.isna().sum().sum())).values
+    return means
+
+
+def summarize(speaker_means: pd.DataFrame, tts: pd.DataFrame) -> pd.DataFrame:
+    """Mean over speakers of the per-speaker means, one row per condition."""
+    rows = []
+    for model, by_model in speaker_means.groupby("model", sort=False):
+        # the unprocessed mixtures are the same for every condition: take the generalist's
+        inputs = by_model[by_model.source == GENERALIST]
+        rows.append(
+            {"model": model, "condition": "unprocessed", "source": "-", "size": "-",
+             "n_speakers": inputs.speaker.nunique(),
+             "n_scored": inputs.speaker[inputs.sdr_in_db.notna()].nunique(),
+             **{name: inputs[col].mean() for col, name in INPUT_METRIC_TITLES.items()},
+             # no improvement by definition, where the mixtures could be scored at all
+             "SDRi": 0.0 if inputs["sdr_in_db"].notna().any() else np.nan}
+        )
+        for (source, size), group in by_model.groupby(["source", "size"], sort=False):
+            row = {"model": model, "condition": condition_name(source, size), "source": source,
+                   "size": size, "n_speakers": group.speaker.nunique(),
+                   # speakers with clean references: the reference metrics average over these
+                   "n_scored": group.speaker[group.sdri_db.notna()].nunique()}
+            row.update({name: group[col].mean() for col, name in METRIC_TITLES.items()})
+            row["SDRi_sd"] = group["sdri_db"].std(ddof=1) if len(group) > 1 else np.nan
+            scores = tts[tts.source == source] if len(tts) else tts
+            if source != GENERALIST and len(scores):
+                row["SECS"] = scores.secs.mean()
+                row["WER"] = scores.wer.mean() if scores.wer.notna().any() else np.nan
+                row["ASR"] = ",".join(sorted(scores.asr.unique()))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+ALL = "all"
+GROUP_TITLES = {ALL: "All speakers", "real": "Real speakers", "virtual": "Virtual speakers",
+                "demo": "Demo speakers"}
+
+
+def summarize_groups(speaker_means: pd.DataFrame, tts: pd.DataFrame, groups: dict[str, str]) -> pd.DataFrame:
+    """`summarize` for all speakers (group "all") and, when the speakers are of several groups
+    (real, virtual), for each group apart, as the challenge reported them."""
+    names = [ALL] + (sorted(set(groups.values()), key=list(GROUP_TITLES).index)
+                     if len(set(groups.values())) > 1 else [])
+    frames = []
+    for name in names:
+        members = set(speaker_means.speaker) if name == ALL else {s for s, g in groups.items() if g == name}
+        means = speaker_means[speaker_means.speaker.isin(members)]
+        scores = tts[tts.speaker.isin(members)] if len(tts) else tts
+        if len(means):
+            frames.append(summarize(means, scores).assign(group=name))
+    summary = pd.concat(frames, ignore_index=True)
+    return summary[["group"] + [c for c in summary.columns if c != "group"]]
