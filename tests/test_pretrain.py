@@ -24,18 +24,9 @@ from workflow_scripts.files.audio import AudioError, read_audio
 from workflow_scripts.model.convtasnet import build_model, load_checkpoint
 from workflow_scripts.scoring.metrics import si_sdr_db
 from workflow_scripts.files.folders import read_speech_folder
-from workflow_scripts.training.trainer import (
-    AudioFiles,
-    CropMixer,
-    LoopState,
-    Recipe,
-    cpu_state,
-    evaluate_and_check_stop,
-    load_noises,
-    train,
-    validation_scorer,
-    validation_set,
-)
+from workflow_scripts.training.data import AudioFiles, CropMixer, load_noises, validation_set
+from workflow_scripts.training.loop import LoopState, cpu_state, evaluate_and_check_stop, train, validation_scorer
+from workflow_scripts.training.recipe import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_RATE = 16000
@@ -218,7 +209,7 @@ def test_lazy_prefetched_training_resumes_exactly(pool, tmp_path, caplog, one_th
     # a run of 4 steps leaves its step-2 checkpoint behind (the step module removes it after writing)
     train(fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, 2, prefetch=True)
     assert torch.load(resume_file, weights_only=False)["loop"]["step"] == 2
-    with caplog.at_level(logging.INFO, logger="workflow_scripts.training.trainer"):
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.training.loop"):
         resumed = train(
             fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, 2, prefetch=True
         )

@@ -19,14 +19,9 @@ from test_training import finetune_args, init_checkpoint, noise_dir, speech_dir 
 
 from workflow_scripts.model.convtasnet import load_checkpoint
 from workflow_scripts.files.folders import read_speech_folder
-from workflow_scripts.training.trainer import (
-    CropMixer,
-    Recipe,
-    load_noises,
-    load_utterances,
-    train,
-    validation_set,
-)
+from workflow_scripts.training.data import CropMixer, load_noises, load_utterances, validation_set
+from workflow_scripts.training.loop import train
+from workflow_scripts.training.recipe import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_STEPS = 24  # long enough that the kill lands mid-way: the first checkpoint is at step 2
@@ -137,7 +132,7 @@ def test_resume_in_process_and_a_file_of_another_recipe_is_ignored(
     train(fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, resume_every=2)
     assert torch.load(resume_file, weights_only=False)["loop"]["step"] == 2
 
-    with caplog.at_level(logging.INFO, logger="workflow_scripts.training.trainer"):
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.training"):
         resumed = train(fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, 2)
     assert "at step 2" in caplog.text
     pd.testing.assert_frame_equal(
@@ -148,7 +143,7 @@ def test_resume_in_process_and_a_file_of_another_recipe_is_ignored(
 
     caplog.clear()
     other = Recipe(**{**recipe.__dict__, "lr": 5e-4, "max_steps": 1})
-    with caplog.at_level(logging.INFO, logger="workflow_scripts.training.trainer"):
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.training"):
         result = train(fresh_model(), mixer, val_pairs, other, torch.device("cpu"), resume_file, 2)
     assert "resume file of another recipe" in caplog.text and "resumed from" not in caplog.text
     assert [row["step"] for row in result.history] == [0, 1]

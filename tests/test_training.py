@@ -11,16 +11,15 @@ from workflow_scripts import evaluate, finetune, pretrain, score_mixtures
 from workflow_scripts.files.audio import AudioError, mix_at_snr, power, read_audio, write_audio
 from workflow_scripts.model.convtasnet import build_model, load_checkpoint, save_checkpoint
 from workflow_scripts.files.folders import DataError, read_speech_folder
-from workflow_scripts.training.trainer import (
+from workflow_scripts.training.data import (
     VAL_SNRS_DB,
     CropMixer,
-    Recipe,
     load_noises,
     load_utterances,
     nested_subsets,
-    recipe_from_args,
     validation_set,
 )
+from workflow_scripts.training.recipe import Recipe, recipe_from_args
 
 SENTENCES = [
     "The birch canoe slid on the smooth planks.",

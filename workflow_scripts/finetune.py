@@ -5,7 +5,7 @@ The first `--num-val` rows of the speech folder validate, the next
 score is history row 0, so the kept model may be the unmodified generalist.
 Writes out-dir/{model.pt, training_log.csv, config.yaml, loss.png}, the folder
 appearing only when complete. With `--resume-file`, a killed run started
-again continues where its last checkpoint left off (see training.py).
+again continues where its last checkpoint left off (see training/resume.py).
 """
 
 from __future__ import annotations
@@ -16,27 +16,17 @@ import logging
 import torch
 
 from workflow_scripts.files.audio import atomic_dir
-from workflow_scripts.model.convtasnet import load_checkpoint, size_name
-from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.files.folders import read_noise_table, read_speech_folder
-from workflow_scripts.training.trainer import (
-    CropMixer,
-    Recipe,
-    add_recipe_args,
-    load_noises,
-    load_utterances,
-    nested_subsets,
-    recipe_dict,
-    recipe_from_args,
-    remove_resume,
-    resolve_device,
-    train,
-    validation_set,
-    write_training_outputs,
-)
+from workflow_scripts.model.convtasnet import load_checkpoint
+from workflow_scripts.runtime.gpu import resolve_device
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.training.data import CropMixer, load_noises, load_utterances, nested_subsets, validation_set
+from workflow_scripts.training.loop import train
+from workflow_scripts.training.outputs import finetune_info, write_training_outputs
+from workflow_scripts.training.recipe import FINETUNE_DEFAULTS, add_recipe_args, recipe_from_args
+from workflow_scripts.training.resume import remove_resume
 
 log = logging.getLogger("finetune")
-DEFAULTS = Recipe(lr=1e-4, max_steps=200, val_every=10, patience=5)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,23 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-val", type=int, required=True, help="utterances for validation")
     parser.add_argument("--noise-dir", required=True, help="the speaker's noise folder (noises.csv)")
     parser.add_argument("--out-dir", required=True)
-    add_recipe_args(parser, DEFAULTS)
+    add_recipe_args(parser, FINETUNE_DEFAULTS)
     return parser.parse_args(argv)
-
-
-def finetune_info(model, recipe: Recipe, result, init, speech_dir, noise_dir, num_train: int, num_val: int) -> dict:
-    """The `training` section of a fine-tuned model's config.yaml."""
-    return {
-        "kind": "finetune",
-        "model_size": size_name(model.config),
-        "recipe": recipe_dict(recipe),
-        "speech_dir": str(speech_dir),
-        "noise_dir": str(noise_dir),
-        "num_train": num_train,
-        "num_val": num_val,
-        "init": str(init),
-        f"init_{result.val_column}": result.history[0][result.val_column],
-    }
 
 
 def main(argv=None) -> None:
@@ -76,7 +51,7 @@ def main(argv=None) -> None:
     read_noise_table(args.noise_dir)
 
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = torch.device(resolve_device(args.device))
     model, _ = load_checkpoint(args.init)
     log.info(
         "fine-tuning %s on %s: %d training, %d validation utterances, on %s",

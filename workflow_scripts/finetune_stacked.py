@@ -3,8 +3,8 @@
 Each `--member SPEECH_DIR NUM_TRAIN NUM_VAL OUT_DIR` is what one finetune.py
 run would be (`--speech-dir`, `--num-train`, `--num-val`, `--out-dir`); all
 members share the generalist, the speaker's noise folder and the recipe, and
-train together as one computation (stacked.train_stacked): each keeps its own
-data, Adam state and early stopping. Every member's out-dir gets what
+train together as one computation (training/stacked_loop.py): each keeps its
+own data, Adam state and early stopping. Every member's out-dir gets what
 finetune.py writes (model.pt, training_log.csv, config.yaml, loss.png); the
 folders appear only when every member has trained, none if one fails.
 
@@ -12,7 +12,8 @@ folders appear only when every member has trained, none if one fails.
 CropMixer per member, on the CPU): with `--precision fp32` the results equal
 separate finetune.py runs up to float rounding. `--batches device` mixes crops
 on the device with the same law (DeviceCropMixer), which is what makes a
-stack fast on a GPU.
+stack fast on a GPU. On a GPU with Triton the step runs the fused kernels and
+is replayed as a CUDA graph; on the CPU it runs the eager ops.
 
 With `--resume-file`, the whole stack's state is written there every
 `--resume-every` steps (default 300) and on SIGTERM, and a killed run started
@@ -31,38 +32,26 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from workflow_scripts.files.audio import atomic_dir
-from workflow_scripts.model.convtasnet import load_checkpoint
-from workflow_scripts.finetune import DEFAULTS, finetune_info
-from workflow_scripts.model.fused_gln import fused_available
-from workflow_scripts.runtime.logs import setup_logging
-from workflow_scripts.training.stacked import (
-    PRECISIONS,
-    STACKED_RESUME_EVERY,
-    CropMixerBatches,
-    DeviceCropMixer,
-    StackedValidation,
-    train_stacked,
-)
 from workflow_scripts.files.folders import DataError, read_noise_table, read_speech_folder
-from workflow_scripts.training.trainer import (
-    CropMixer,
+from workflow_scripts.model.convtasnet import load_checkpoint
+from workflow_scripts.runtime.gpu import resolve_device
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.training.data import CropMixer, load_noises, nested_subsets, shared_utterances, validation_set
+from workflow_scripts.training.loop import seed_everything
+from workflow_scripts.training.outputs import finetune_info, write_training_outputs
+from workflow_scripts.training.recipe import (
+    FINETUNE_DEFAULTS,
+    STACKED_RESUME_EVERY,
     add_recipe_args,
-    load_noises,
-    load_utterances,
-    nested_subsets,
     recipe_from_args,
-    remove_resume,
-    resolve_device,
-    run_fingerprint,
-    seed_everything,
-    validation_set,
-    write_training_outputs,
 )
+from workflow_scripts.training.resume import remove_resume, run_fingerprint
+from workflow_scripts.training.stacked_data import CropMixerBatches, DeviceCropMixer, StackedValidation
+from workflow_scripts.training.stacked_loop import PRECISIONS, train_stacked
 
 log = logging.getLogger("finetune_stacked")
 BATCHES = ("device", "plain")
@@ -104,7 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--precision",
         choices=PRECISIONS,
         default="fp32",
-        help="fp32 (exact on the CPU), tf32 (TF32 matmuls and convs on a GPU), bf16 (autocast)",
+        help="fp32 (exact on the CPU), tf32 (TF32 matmuls and convs on a GPU)",
     )
     parser.add_argument(
         "--batches",
@@ -113,21 +102,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="device: crops mixed on the device (DeviceCropMixer, seeded by --seed); plain: each"
         " member's batches exactly as finetune.py draws them (CropMixer on the CPU)",
     )
-    parser.add_argument(
-        "--fused",
-        action="store_true",
-        help="fused Triton kernels on a GPU for the gLNs, the TCN blocks' bias + PReLU (+ depthwise conv) chains,"
-        " the skip concatenation and the mask (workflow_scripts/model/fused_gln.py; float32 and TF32 only, the CPU runs"
-        " the same ops unfused)",
-    )
-    parser.add_argument(
-        "--cuda-graph",
-        action="store_true",
-        help="on a GPU, capture the training step as a CUDA graph and replay it (recaptured when a member"
-        " stops): a stack of 6-7 small models is otherwise bound by kernel launches",
-    )
-    add_recipe_args(parser, DEFAULTS)
-    parser.set_defaults(resume_every=STACKED_RESUME_EVERY)
+    add_recipe_args(parser, FINETUNE_DEFAULTS, resume_every=STACKED_RESUME_EVERY)
     return parser.parse_args(argv)
 
 
@@ -167,15 +142,6 @@ def member_rows(members: list[Member]) -> list[tuple[pd.DataFrame, pd.DataFrame]
     return rows
 
 
-def shared_utterances(rows: pd.DataFrame, cache: dict) -> list[np.ndarray]:
-    """load_utterances, each file read once: members that share a file share its
-    array, which DeviceCropMixer then holds once."""
-    new = rows[~rows["wav"].isin(cache)].drop_duplicates("wav")
-    if len(new):
-        cache.update(zip(new["wav"], load_utterances(new)))
-    return [cache[wav] for wav in rows["wav"]]
-
-
 def member_config(args: argparse.Namespace, member: Member, num_members: int) -> dict:
     """The config.yaml of a member: finetune.py's (its arguments), and the stack's."""
     shared = {key: value for key, value in vars(args).items() if key not in ("init", "noise_dir", "member")}
@@ -192,10 +158,10 @@ def member_config(args: argparse.Namespace, member: Member, num_members: int) ->
 
 
 def stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) -> str:
-    """training.run_fingerprint of what a stacked run depends on: recipe,
-    precision, batches, the GPU settings, the generalist's weights, and every
-    member's training and validation audio in order."""
-    settings = [asdict(recipe), args.precision, args.batches, args.fused, args.cuda_graph, len(train_sets)]
+    """training.resume.run_fingerprint of what a stacked run depends on: recipe,
+    precision, batches, the generalist's weights, and every member's training
+    and validation audio in order."""
+    settings = [asdict(recipe), args.precision, args.batches, len(train_sets)]
     validation = [[a for pair in pairs for a in pair] for pairs in val_sets]
     return run_fingerprint(settings, generalist, [noises, *train_sets, *validation])
 
@@ -217,18 +183,17 @@ def main(argv=None) -> None:
     generalist, _ = load_checkpoint(args.init)
 
     torch.set_num_threads(args.threads)
-    # a stack fills a GPU by itself: sharing it with other jobs only slows it down (bench/RESULTS.md)
-    device = resolve_device(args.device, whole_gpu=True)
+    # a stack fills a GPU by itself: sharing it with other jobs only slows it down
+    # (bench/RESULTS.md, "Stacked fine-tuning through the rules")
+    device = torch.device(resolve_device(args.device, whole_gpu=True))
     seed_everything(recipe.seed)
     log.info(
-        "fine-tuning %s on %d conditions together, on %s (%s, %s batches%s%s)",
+        "fine-tuning %s on %d conditions together, on %s (%s, %s batches)",
         args.init,
         len(members),
         device,
         args.precision,
         args.batches,
-        ", fused kernels" if args.fused and fused_available(device) else "",
-        ", CUDA graph" if args.cuda_graph and device.type == "cuda" else "",
     )
     _, noises = load_noises(args.noise_dir)
     cache: dict = {}
@@ -246,8 +211,7 @@ def main(argv=None) -> None:
     validation = StackedValidation(val_sets, device)
     models = [copy.deepcopy(generalist) for _ in members]
     fingerprint = stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) if args.resume_file else ""
-    results = train_stacked(models, batches, validation, recipes, device, precision=args.precision, fused=args.fused,
-                            cuda_graph=args.cuda_graph,
+    results = train_stacked(models, batches, validation, recipes, device, precision=args.precision,
                             resume_file=args.resume_file, fingerprint=fingerprint, resume_every=args.resume_every)
 
     failed = [(member, result) for member, result in zip(members, results) if isinstance(result, BaseException)]

@@ -8,7 +8,7 @@ memory. Validation mixes with `--val-noise-dir` when given (noises held out of
 training), else with the training noises. Writes out-dir/{model.pt,
 training_log.csv, config.yaml, loss.png}, the folder appearing only when
 complete. With `--resume-file`, a killed run started again continues where its
-last checkpoint left off (see training.py).
+last checkpoint left off (see training/resume.py).
 """
 
 from __future__ import annotations
@@ -19,29 +19,17 @@ import logging
 import torch
 
 from workflow_scripts.files.audio import atomic_dir
-from workflow_scripts.model.convtasnet import MODEL_SIZES, build_model, count_parameters
-from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.files.folders import DataError, read_noise_table, read_speech_folder
-from workflow_scripts.training.trainer import (
-    VAL_METRICS,
-    AudioFiles,
-    CropMixer,
-    Recipe,
-    add_recipe_args,
-    load_noises,
-    load_utterances,
-    recipe_dict,
-    recipe_from_args,
-    remove_resume,
-    resolve_device,
-    seed_everything,
-    train,
-    validation_set,
-    write_training_outputs,
-)
+from workflow_scripts.model.convtasnet import MODEL_SIZES, build_model, count_parameters
+from workflow_scripts.runtime.gpu import resolve_device
+from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.training.data import AudioFiles, CropMixer, load_noises, load_utterances, validation_set
+from workflow_scripts.training.loop import seed_everything, train
+from workflow_scripts.training.outputs import pretrain_info, write_training_outputs
+from workflow_scripts.training.recipe import PRETRAIN_DEFAULTS, VAL_METRICS, add_recipe_args, recipe_from_args
+from workflow_scripts.training.resume import remove_resume
 
 log = logging.getLogger("pretrain")
-DEFAULTS = Recipe(lr=1e-3, max_steps=1000, val_every=50, patience=5)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--read-threads", type=int, default=4, help="threads reading training crops from disk"
     )
-    add_recipe_args(parser, DEFAULTS)
+    add_recipe_args(parser, PRETRAIN_DEFAULTS)
     return parser.parse_args(argv)
 
 
@@ -86,7 +74,7 @@ def main(argv=None) -> None:
     val_pairs = validation_set(load_utterances(val_rows), val_noises, recipe.seed, recipe.peak_normalize)
 
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = torch.device(resolve_device(args.device))
     seed_everything(recipe.seed)
     model = build_model(args.model_size)
     log.info(
@@ -112,17 +100,8 @@ def main(argv=None) -> None:
         "best step %d: %s %.3f dB", result.best_step, VAL_METRICS[recipe.val_metric][1], result.best_val_db
     )
 
-    training_info = {
-        "kind": "pretrain",
-        "model_size": args.model_size,
-        "recipe": recipe_dict(recipe),
-        "speech_dir": str(args.speech_dir),
-        "noise_dir": str(args.noise_dir),
-        "val_noise_dir": None if args.val_noise_dir is None else str(args.val_noise_dir),
-        "num_train": len(train_rows),
-        "num_val": len(val_rows),
-        "init": None,
-    }
+    training_info = pretrain_info(args.model_size, recipe, args.speech_dir, args.noise_dir, args.val_noise_dir,
+                                  len(train_rows), len(val_rows))
     with atomic_dir(args.out_dir) as tmp:
         write_training_outputs(tmp, model, result, vars(args), training_info)
     log.info("wrote %s", args.out_dir)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from workflow_scripts.model.convtasnet import ConvTasNet
+from workflow_scripts.model.stacked import StackedConvTasNet
 
 
 @torch.inference_mode()
@@ -51,8 +52,6 @@ def enhance_many(model: ConvTasNet, mixtures: list[np.ndarray], device, max_batc
     short = [i for i, m in enumerate(mixtures) if m.size < kernel]
     if short:
         raise ValueError(f"mixture {short[0]} is shorter than the {kernel}-sample kernel")
-    from workflow_scripts.training.stacked import StackedConvTasNet
-
     stack = StackedConvTasNet.from_models([model], device)
     order = sorted(range(len(mixtures)), key=lambda i: -mixtures[i].size)
     sizes = [mixtures[i].size for i in order]

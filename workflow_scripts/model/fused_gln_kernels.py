@@ -1,4 +1,4 @@
-"""Triton kernels of workflow_scripts/model/fused_gln.py (imported only where Triton is).
+"""Triton kernels of workflow_scripts/model/fused_gln.py and fused_mask.py (imported only where Triton is).
 
 Tiles of BLOCK_C channels x BLOCK_T frames of one (example, model) group,
 grid (tiles along TS, tiles along C, batch x K); every reduction writes

@@ -16,7 +16,7 @@ from workflow_scripts.model.convtasnet import (
 )
 from workflow_scripts.scoring.metrics import sdr_db, sdr_improvement_db
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
-"""Stacked training (workflow_scripts/training/stacked.py) against the plain trainer.
+"""Stacked training (workflow_scripts/training/stacked_loop.py) against the plain trainer.
 
-K models trained together must give what training.train gives each alone:
+K models trained together must give what training.loop.train gives each alone:
 with the same batches, the same losses, validation scores, early-stopping
 decisions and weights. In float64 the two agree to 1e-9 (relative); in
 float32 the losses agree to 1e-4 (relative) and validation SDRs to 1e-4 dB
@@ -17,46 +17,25 @@ import pytest
 import torch
 
 from workflow_scripts.model.convtasnet import ConvTasNet, build_model
-from workflow_scripts.model.enhance import enhance_many
-from workflow_scripts.training.stacked import (
-    CropMixerBatches,
-    DeviceCropMixer,
-    StackedConvTasNet,
-    StackedValidation,
-    train_stacked,
-)
-from workflow_scripts.model.enhance import enhance
-from workflow_scripts.training.trainer import CropMixer, Recipe, mean_validation_sdr, train, validation_set
+from workflow_scripts.model.enhance import enhance, enhance_many
+from workflow_scripts.model.stacked import StackedConvTasNet
+from workflow_scripts.training.data import CropMixer, validation_set
+from workflow_scripts.training.loop import mean_validation_sdr, train
+from workflow_scripts.training.recipe import Recipe
+from workflow_scripts.training.stacked_data import CropMixerBatches, DeviceCropMixer, StackedValidation
+from workflow_scripts.training.stacked_loop import train_stacked
+
+from signals import noise_like, speech_like
 
 SAMPLE_RATE = 16000
 CROP_SECONDS = 0.05  # 800 samples: small, so that a test runs in seconds
 
 
 class Float64ConvTasNet(ConvTasNet):
-    """A float64 ConvTasNet that accepts the float32 batches of training.train."""
+    """A float64 ConvTasNet that accepts the float32 batches of training.loop.train."""
 
     def forward(self, wav):
         return super().forward(wav.double())
-
-
-def speech_like(num_samples: int, seed: int) -> np.ndarray:
-    """A harmonic tone with a syllable-rate envelope and a silent gap."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(num_samples) / SAMPLE_RATE
-    f0 = rng.uniform(100, 220) * (1 + 0.1 * np.sin(2 * np.pi * 3 * t))
-    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-    wave = sum(np.sin(h * phase) / h for h in range(1, 6))
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3, 5) * t) ** 2
-    audio = 0.3 * wave * envelope + 0.01 * rng.standard_normal(num_samples)
-    gap = rng.integers(0, num_samples // 2)
-    audio[gap : gap + num_samples // 8] = 0.0
-    return audio.astype(np.float32)
-
-
-def noise_like(num_samples: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    noise = np.convolve(rng.standard_normal(num_samples + 8), np.ones(8) / 8, mode="valid")[:num_samples]
-    return (0.2 * noise).astype(np.float32)
 
 
 def model_data(k: int):
@@ -78,7 +57,7 @@ def initial_models(count: int, cls=ConvTasNet, dtype=torch.float32) -> list:
 
 
 def plain_and_stacked(recipes, cls, dtype):
-    """Train each model alone with training.train and all together with
+    """Train each model alone with training.loop.train and all together with
     train_stacked from the same initial weights and batches."""
     data = [model_data(k) for k in range(len(recipes))]
     start = initial_models(len(recipes), cls, dtype)
@@ -211,29 +190,6 @@ def test_train_stacked_with_device_crops_and_compaction():
     for result in results:
         assert all(np.isfinite(row["val_sdr_db"]) for row in result.history)
         build_model("tiny").load_state_dict(result.best_state)
-
-
-@pytest.mark.slow
-def test_compiled_step_matches_eager():
-    """StackedStep(compile=True) (torch.compile of forward and loss) takes the
-    same step as the eager one, also after a model leaves the stack."""
-    from workflow_scripts.training.stacked import StackedAdam, StackedStep
-
-    torch.manual_seed(0)
-    mixtures, cleans = torch.randn(3, 2, 800), torch.randn(3, 2, 800)
-    after = {}
-    for compiled in (False, True):
-        stack = StackedConvTasNet.from_models(initial_models(3))
-        step = StackedStep(stack, StackedAdam(stack, [1e-3, 1e-4, 1e-3]), compile=compiled)
-        losses = [step(mixtures, cleans)]
-        stack.keep([0, 2])
-        step.optimizer.keep([0, 2])
-        losses.append(step(mixtures[[0, 2]], cleans[[0, 2]]))
-        after[compiled] = [loss.clone() for loss in losses], stack.flat.clone()
-    for eager, compiled in zip(after[False][0], after[True][0]):
-        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
-    # Adam's normalised step turns float rounding in tiny gradients into up to ~1% of an lr-sized move
-    torch.testing.assert_close(after[True][1], after[False][1], rtol=1e-4, atol=2e-5)
 
 
 class SigtermAt:

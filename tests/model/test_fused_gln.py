@@ -1,14 +1,13 @@
-"""workflow_scripts/model/fused_gln.py: the fused bias + PReLU + gLN against the eager ops.
+"""workflow_scripts/model/fused_gln.py, fused_mask.py and fused_skip.py: the fused ops against the eager ones.
 
 The Triton kernels run here on the CPU through Triton's interpreter
 (TRITON_INTERPRET=1, read when the kernels are first used), in a subprocess
-so that no other test sees the variable: `python tests/test_fused_gln.py
+so that no other test sees the variable: `python tests/model/test_fused_gln.py
 kernels|stacked` is that subprocess.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -17,23 +16,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from workflow_scripts.model import fused_gln
-
-from workflow_scripts.training import stacked
+from workflow_scripts.model import fused_skip, stacked
 from workflow_scripts.model.convtasnet import ConvTasNet
 from workflow_scripts.model.fused_gln import (
-    concat_blocks,
+    GradLink,
     conv_prelu_gln,
     fused_available,
     gln,
-    mask_decode,
     prelu_gln,
     prelu_gln_reference,
-    sigmoid_mask,
-    sigmoid_mask_reference,
 )
+from workflow_scripts.model.fused_mask import mask_decode, sigmoid_mask, sigmoid_mask_reference
+from workflow_scripts.model.fused_skip import concat_blocks
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = {"N": 16, "L": 16, "B": 4, "H": 6, "Sc": 5, "P": 3, "X": 2, "R": 2, "causal": False}
 
 
@@ -50,7 +46,7 @@ def _inputs(batch, num_models, channels, frames, dtype, shift=0.0, seed=0, bias=
 
 
 def _eager(h, bias, slope, gamma, beta):
-    """stacked.py's own ops, as the unfused forward pass chains them."""
+    """model/stacked.py's own eager ops, as the unfused forward pass chains them."""
     x = h if bias is None else h + bias[..., None]
     return stacked._global_layer_norm(x if slope is None else stacked._prelu(x, slope), gamma, beta)
 
@@ -63,6 +59,7 @@ def _forward_backward(fn, inputs, dy, dtype):
 
 
 def _rel(a, b) -> float:
+    a, b = a.detach(), b.detach()
     return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
 
 
@@ -117,12 +114,11 @@ def _tiny_models(count, seed=0):
     return models
 
 
-@pytest.mark.parametrize("pointwise", ["matmul", "grouped_conv"])
-def test_fused_stack_on_cpu_runs_the_reference(pointwise):
+def test_fused_stack_on_cpu_runs_the_reference():
     """The fused path's composition with the reference ops gives the eager stack's numbers."""
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         pytest.skip("TRITON_INTERPRET is set: the interpreted kernels are tested in a subprocess")
-    _compare_stacks(torch.float64, 1e-12, pointwise)
+    _compare_stacks(torch.float64, 1e-12)
 
 
 @pytest.mark.parametrize("samples", [400, 407, 392])
@@ -178,19 +174,19 @@ def _check_padding(dtype, tolerance) -> None:
     print("padding: left out, zeros written")
 
 
-def _compare_stacks(dtype, tolerance, pointwise="matmul", frame_align=None, samples=400):
+def _compare_stacks(dtype, tolerance, frame_align=None, samples=400):
     models = _tiny_models(2)
     gen = torch.Generator().manual_seed(1)
     mixtures = torch.randn(2, 2, samples, generator=gen, dtype=dtype)
     cleans = torch.randn(2, 2, samples, generator=gen, dtype=dtype)
     results = []
     for fused in (False, "reference"):
-        stack = stacked.StackedConvTasNet.from_models(models, dtype=dtype, pointwise=pointwise, fused=fused)
+        stack = stacked.StackedConvTasNet.from_models(models, dtype=dtype, fused=fused)
         assert stack.fused is (fused is not False) and stack.frame_align == 1
         if fused and frame_align is not None:  # what fused=True sets on a GPU
             stack.frame_align = frame_align
         losses = stack.losses(mixtures, cleans)
-        losses.sum().backward()
+        stack.backward(losses.sum())
         lengths = torch.tensor([[samples, 250], [300, samples]])
         masked = stack.forward(mixtures, lengths)  # the masked path stays eager
         results.append((losses.detach(), stack.grad_flat.clone(), masked.detach()))
@@ -279,7 +275,7 @@ def _check_skip_buffer() -> None:
     for buffered in (False, True):
         leaves = [[t.clone().requires_grad_() for t in [block[0], weight, *block[1:]]]
                   for block, weight in zip(blocks, weights)]
-        buffer = fused_gln.skip_buffer(leaves[0][0], 15) if buffered else None
+        buffer = fused_skip.skip_buffer(leaves[0][0], 15) if buffered else None
         assert (buffer is not None) == buffered
         outs = [conv_prelu_gln(h, w, 2 ** i, *rest, out=None if buffer is None else buffer[:, :, 5 * i:5 * i + 5])
                 for i, (h, w, *rest) in enumerate(leaves)]
@@ -309,26 +305,31 @@ def _check_residual() -> None:
     dy_skip, dy_out = torch.randn(2, 3, 15, 600, generator=gen), torch.randn(2, 3, width, 600, generator=gen)
     results = {}
     for variant in ("in place", "autograd add", "eager"):
-        with _stages_without("residual" if variant == "eager" else None):
-            leaves = [[t.clone().requires_grad_() for t in [w_in, w, *block]]
-                      for block, w, w_in in zip(blocks, conv_weights, in_weights)]
-            res_leaves = [[t.clone().requires_grad_() for t in pair] for pair in res]
-            stream = start.clone().requires_grad_()
-            buffer = fused_gln.skip_buffer(stream, 15)
-            skip_grad = fused_gln.SkipGrad(buffer) if variant == "in place" else None
-            outs, links, out = [], [], stream
-            for i, (w_in, w, *rest) in enumerate(leaves):
-                links.append(fused_gln.GradLink() if variant == "in place" and i < 2 else None)
-                h = fused_gln.input_conv(out, w_in, links[-1])
-                outs.append(conv_prelu_gln(h, w, 2 ** i, *rest, out=buffer[:, :, 5 * i:5 * i + 5]))
-                if i < 2:
-                    out = fused_gln.residual_conv(out, outs[-1], *res_leaves[i], skip_grad, links[-1])
-            joined = concat_blocks(outs, buffer, skip_grad)
-            ((joined * dy_skip).sum() + (out * dy_out).sum()).backward()
-            if variant == "in place":
-                assert skip_grad.grad is not None and skip_grad.channels(outs[1]) == 5
-                assert all(link.grad is not None for link in links[:2])
-            results[variant] = [t.grad for group in leaves + res_leaves for t in group] + [stream.grad]
+        leaves = [[t.clone().requires_grad_() for t in [w_in, w, *block]]
+                  for block, w, w_in in zip(blocks, conv_weights, in_weights)]
+        res_leaves = [[t.clone().requires_grad_() for t in pair] for pair in res]
+        stream = start.clone().requires_grad_()
+        buffer = fused_skip.skip_buffer(stream, 15)
+        skip_grad = fused_skip.SkipGrad(buffer) if variant == "in place" else None
+        outs, links, out = [], [], stream
+        for i, (w_in, w, *rest) in enumerate(leaves):
+            links.append(GradLink() if variant == "in place" and i < 2 else None)
+            if variant == "eager":  # the 1x1 convs as plain matrix products, autograd adding the gradients
+                h = torch.matmul(w_in, out)
+            else:
+                h = fused_skip.input_conv(out, w_in, links[-1])
+            outs.append(conv_prelu_gln(h, w, 2 ** i, *rest, out=buffer[:, :, 5 * i:5 * i + 5]))
+            if i < 2 and variant == "eager":
+                res_weight, res_bias = res_leaves[i]
+                out = out + (torch.matmul(res_weight, outs[-1]) + res_bias[..., None])
+            elif i < 2:
+                out = fused_skip.residual_conv(out, outs[-1], *res_leaves[i], skip_grad, links[-1])
+        joined = concat_blocks(outs, buffer, skip_grad)
+        ((joined * dy_skip).sum() + (out * dy_out).sum()).backward()
+        if variant == "in place":
+            assert skip_grad.grad is not None and skip_grad.channels(outs[1]) == 5
+            assert all(link.grad is not None for link in links[:2])
+        results[variant] = [t.grad for group in leaves + res_leaves for t in group] + [stream.grad]
     _same_gradients(results, "in place", "residual and input convs adding in place")
 
 
@@ -344,26 +345,17 @@ def _check_encoder_link() -> None:
     dy = torch.randn(*shape, generator=gen)
     results = {}
     for variant in ("linked", "unlinked", "gln unfused"):
-        with _stages_without("bottleneck" if variant == "gln unfused" else None):
-            x, score, gamma, beta, bias = (t.clone().requires_grad_() for t in (x0, score0, gamma0, beta0, bias0))
-            link = fused_gln.GradLink() if variant != "unlinked" else None
+        x, score, gamma, beta, bias = (t.clone().requires_grad_() for t in (x0, score0, gamma0, beta0, bias0))
+        link = GradLink() if variant != "unlinked" else None
+        if variant == "gln unfused":
+            normed = prelu_gln(x, None, None, gamma, beta, impl="reference", frames=290, link=link)
+        else:
             normed = gln(x, gamma, beta, frames=290, link=link)
-            out = sigmoid_mask(score * normed, bias, x, frames=290, link=link)
-            out.backward(dy)
-            assert (link is not None and link.accepts) == (variant == "linked")
-            results[variant] = [x.grad, score.grad, gamma.grad, beta.grad, bias.grad]
+        out = sigmoid_mask(score * normed, bias, x, frames=290, link=link)
+        out.backward(dy)
+        assert (link is not None and link.accepts) == (variant == "linked")
+        results[variant] = [x.grad, score.grad, gamma.grad, beta.grad, bias.grad]
     _same_gradients(results, "linked", "encoder output's gradient added in place")
-
-
-@contextlib.contextmanager
-def _stages_without(stage):
-    """fused_gln.STAGES without `stage` (None: all) inside the block."""
-    saved = set(fused_gln.STAGES)
-    fused_gln.STAGES = saved - {stage}
-    try:
-        yield
-    finally:
-        fused_gln.STAGES = saved
 
 
 def _same_gradients(results: dict, first: str, label: str, tolerance: float = 1e-5) -> None:
@@ -418,7 +410,7 @@ def _check_decode() -> None:
     for linked in (True, False):
         x, score, gamma, beta, bias, weight = (t.clone().requires_grad_()
                                                for t in (x0, score0, gamma0, beta0, bias0, weight0))
-        link = fused_gln.GradLink() if linked else None
+        link = GradLink() if linked else None
         normed = gln(x, gamma, beta, link=link)
         mask_decode(score * normed, bias, x, weight, link=link).backward(dy)
         results["linked" if linked else "unlinked"] = [x.grad, score.grad, gamma.grad, beta.grad, bias.grad,

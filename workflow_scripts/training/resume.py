@@ -1,0 +1,152 @@
+"""Resume files and SIGTERM, for both training loops (one model, or a stack).
+
+With a resume file, a loop writes its whole state (weights, optimiser,
+early-stopping bookkeeping, loss history, step, and the random states of
+torch, numpy, Python and the crop sampler) every `every` steps, atomically,
+and on SIGTERM (a scheduler's time limit or preemption) at the end of the
+step under way, then stops (SystemExit 128 + SIGTERM). A run started again
+with the same resume file continues from there and ends exactly as an
+uninterrupted run would on the same device and thread count (bit-identical
+on the CPU). A file written by another kind of loop, or for another recipe,
+initial model or data (its fingerprint), is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import torch
+
+from workflow_scripts.files.audio import atomic_path
+
+log = logging.getLogger(__name__)
+
+RESUME_FORMAT = 2
+KIND_NAMES = {"single": "a single model's training", "stacked": "a stack's training"}
+
+
+def run_fingerprint(settings, model: torch.nn.Module, signal_groups) -> str:
+    """A hash of what a run depends on: its settings (JSON), the initial model's
+    weights and each group of audio in order (arrays, or signals on disk by their
+    own `fingerprint()`); a resume file is used only by a run of the same hash."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    for signals in signal_groups:
+        if hasattr(signals, "fingerprint"):
+            digest.update(signals.fingerprint())
+            continue
+        digest.update(str(len(signals)).encode())
+        for audio in signals:
+            digest.update(np.ascontiguousarray(audio).tobytes())
+    return digest.hexdigest()
+
+
+def random_states(device: torch.device) -> dict:
+    """The global random states of torch (and CUDA on a GPU), numpy and Python."""
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        states["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_random_states(states: dict, device: torch.device) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if device.type == "cuda" and "torch_cuda" in states:
+        torch.cuda.set_rng_state_all(states["torch_cuda"])
+
+
+def remove_resume(path: str | Path | None) -> None:
+    """Delete the resume file once the final outputs are written."""
+    if path is not None and Path(path).exists():
+        Path(path).unlink()
+        log.info("removed resume file %s", path)
+
+
+class ResumeFile:
+    """A loop's resume file (`path` None: none) and its SIGTERM handler, for the
+    loop's duration (a context manager).
+
+    `load()` gives the state saved for this very run, or None; `end_of_step`
+    writes the file when it is due and stops the run after a SIGTERM."""
+
+    def __init__(self, path: str | Path | None, kind: str, fingerprint: str, every: int, device) -> None:
+        if kind not in KIND_NAMES:
+            raise ValueError(f"unknown kind of resume file {kind!r}")
+        if every < 1:
+            raise ValueError(f"resume_every must be at least 1, got {every}")
+        self.path = None if path is None else Path(path)
+        self.kind, self.fingerprint, self.every = kind, fingerprint, every
+        self.device = torch.device(device)
+        self.stop_requested = False
+        self._previous = None
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def load(self) -> dict | None:
+        """The saved state when the file holds one of this very run (the random states
+        restored), else None (and why, logged)."""
+        path = self.path
+        if path is None or not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - a resume file is an optimisation: never fail on it
+            log.warning("%s: unreadable resume file (%s); starting from step 0", path, exc)
+            return None
+        if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+            log.warning("%s: not a resume file of this version; starting from step 0", path)
+            return None
+        if state.get("kind") != self.kind:
+            log.warning("%s: a resume file of %s, not of %s; starting from step 0", path,
+                        KIND_NAMES.get(state.get("kind"), "another kind"), KIND_NAMES[self.kind])
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("%s: resume file of another recipe, initial model or data; starting from step 0", path)
+            return None
+        restore_random_states(state["random"], self.device)
+        return state
+
+    def save(self, step: int, state: dict) -> None:
+        """`state` (the loop's parts) and the random states, written under a temporary name and renamed."""
+        full = {"format": RESUME_FORMAT, "kind": self.kind, "fingerprint": self.fingerprint, **state,
+                "random": random_states(self.device)}
+        with atomic_path(self.path) as tmp:
+            torch.save(full, tmp)
+        log.info("step %d: resume file %s written", step, self.path)
+
+    def end_of_step(self, step: int, max_steps: int, state: Callable[[], dict]) -> None:
+        """After `step`: the file written when due (every `every` steps, or after a
+        SIGTERM; not after the last step), then SystemExit after a SIGTERM."""
+        if step >= max_steps:
+            return
+        if self.path is not None and (step % self.every == 0 or self.stop_requested):
+            self.save(step, state())
+        if self.stop_requested:
+            log.warning("SIGTERM: stopped after step %d%s", step,
+                        f"; run again to continue from {self.path}" if self.path is not None else "")
+            raise SystemExit(128 + signal.SIGTERM)
