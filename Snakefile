@@ -19,6 +19,7 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/inputs.smk"
 include: "rules/world.smk"
 include: "rules/data.smk"
 include: "rules/tts.smk"

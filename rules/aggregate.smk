@@ -34,7 +34,7 @@ rule aggregate:
     params:
         eval_tables=labelled_args(eval_tables()),
         tts_scores=labelled_args(tts_score_summaries()),
-        groups=speaker_groups_arg(),
+        groups=" ".join(f"{s}={group}" for s, group in speakers.group.items()),
     shell:
         "python -m workflow_scripts.aggregate --eval {params.eval_tables}"
         " --tts-scores {params.tts_scores} --speaker-groups {params.groups}"

@@ -47,7 +47,7 @@ rule prepare_speaker:
     threads: 1
     params:
         args=speaker_args,
-        test=cli_args(SPEAKER_DATA),
+        test=SPEAKER_DATA_ARGS,
     shell:
         "python -m workflow_scripts.prepare_speaker --speaker {wildcards.speaker}"
         " {params.args} {params.test} --out-dir data/speakers/{wildcards.speaker}"
@@ -92,7 +92,7 @@ rule prepare_challenge_test:
         "../envs/pse-torch.yaml"
     threads: 1
     params:
-        challenge_id=challenge_id,
+        challenge_id=lambda wildcards: speaker_row(wildcards.speaker)["challenge_id"],
     shell:
         "python -m workflow_scripts.prepare_challenge_test --speaker {wildcards.speaker}"
         " --challenge-dir {input.challenge} --challenge-id {params.challenge_id}"

@@ -22,7 +22,7 @@ rule export_task1:
     params:
         num_utterances=TRACK1_UTTERANCES,
     shell:
-        "python -m workflow_scripts.export task1 --speaker {wildcards.speaker}"
+        "python -m workflow_scripts.export_task1 --speaker {wildcards.speaker}"
         " --speech-dir {input.speech} --sentences {input.sentences}"
         " --num-utterances {params.num_utterances} --out-dir {output} 2> {log}"
 
@@ -44,13 +44,16 @@ rule export_task2:
     resources:
         gpu=1,
     shell:
-        "python -m workflow_scripts.export task2 --speaker {wildcards.speaker}"
+        "python -m workflow_scripts.export_task2 --speaker {wildcards.speaker}"
         " --model {input.model} --test-dir {input.mixtures} --out-dir {output} 2> {log}"
 
 
 rule export_zip:
     input:
-        lambda wildcards: export_folders(wildcards.task),
+        lambda wildcards: [
+            f"results/export/{EXPORT['team']}_task{wildcards.task}/{speaker}"
+            for speaker in CHALLENGE_SPEAKERS
+        ],
     output:
         "results/export/{team}_task{task}.zip",
     log:
@@ -62,4 +65,4 @@ rule export_zip:
         "../envs/pse-torch.yaml"
     threads: 1
     shell:
-        "python -m workflow_scripts.export zip --folders {input} --out {output} 2> {log}"
+        "python -m workflow_scripts.export_zip --folders {input} --out {output} 2> {log}"

@@ -4,13 +4,13 @@
 # config finetune_stacking.by: none (the default) fine-tunes each (model, source,
 # size, speaker) in a job of its own. by: speaker fine-tunes all of a speaker's
 # conditions (every source x data size) in one job per (model, speaker), as one
-# computation (workflow_scripts/training/stacked.py: several times the throughput on a GPU),
+# computation (workflow_scripts/training/: bench/RESULTS.md, "Fine-tuning throughput"),
 # into the same folders. The trade-off: a change to one condition (its speech, its
 # data size) reruns the speaker's whole stack; adding a speaker still runs only its
 # own jobs.
 
 
-if FINETUNE_STACKING["by"] == "none":
+if config["finetune_stacking"]["by"] == "none":
 
     rule finetune:
         input:
@@ -46,6 +46,9 @@ if FINETUNE_STACKING["by"] == "none":
             " --out-dir {params.out_dir} 2> {log}"
 
 else:
+    # a stack fills a GPU by itself and claims all of its slots (GENDA_JOBS_PER_GPU), so it
+    # counts as that many units of the gpu resource (profiles/default)
+    from workflow_scripts.runtime.gpu import jobs_per_gpu_from_env
 
     for stack_rule, (stack_speakers, stack_conditions) in finetune_stacks().items():
 
@@ -69,18 +72,16 @@ else:
                 "../envs/pse-torch.yaml"
             threads: 1
             resources:
-                gpu=STACK_GPU_UNITS,
+                gpu=jobs_per_gpu_from_env(),
             params:
                 members=stacked_member_args,
                 recipe=cli_args(config["finetune"]),
-                precision=FINETUNE_STACKING["precision"],
-                batches=FINETUNE_STACKING["batches"],
-                fused="--fused" if FINETUNE_STACKING["fused"] else "",
-                cuda_graph="--cuda-graph" if FINETUNE_STACKING["cuda_graph"] else "",
+                precision=config["finetune_stacking"]["precision"],
+                batches=config["finetune_stacking"]["batches"],
                 # a killed job started again continues from here (removed when done)
                 resume="results/finetune/{model}/{speaker}.stack.resume.pt",
             shell:
                 "python -m workflow_scripts.finetune_stacked --init {input.generalist}"
                 " --noise-dir {input.noises} {params.members} {params.recipe}"
-                " --precision {params.precision} --batches {params.batches} {params.fused} {params.cuda_graph}"
+                " --precision {params.precision} --batches {params.batches}"
                 " --threads {threads} --resume-file {params.resume} 2> {log}"

@@ -6,7 +6,7 @@
 
 rule pretrain:
     input:
-        unpack(pretrain_data),
+        **PRETRAIN_DATA,
     output:
         model="results/pretrain/{model}/model.pt",
         history="results/pretrain/{model}/training_log.csv",

@@ -23,11 +23,7 @@ rule download_models:
     params:
         model_dir=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
         models=lambda wildcards: json.dumps(models_needed(wildcards.what)),
-        license=(
-            "--accept-coqui-license"
-            if config.get("accept_coqui_license", False)
-            else ""
-        ),
+        license="--accept-coqui-license" if config["accept_coqui_license"] else "",
     shell:
         "python -m workflow_scripts.download_models --model-dir {params.model_dir}"
         " --models-json {params.models:q} {params.license} --manifest {output}"
@@ -51,10 +47,8 @@ rule clone_voice:
         gpu=1,
     params:
         backend=lambda wildcards: config["tts"][wildcards.tts]["backend"],
-        options=lambda wildcards: json.dumps(
-            config["tts"][wildcards.tts].get("options", {})
-        ),
-        min_enrollment_s=config.get("enrollment", {}).get("min_seconds", 2.0),
+        options=lambda wildcards: json.dumps(config["tts"][wildcards.tts]["options"]),
+        min_enrollment_s=config["enrollment"]["min_seconds"],
         model_dir=MODEL_DIR,
         license=license_env,
     shell:
@@ -82,12 +76,10 @@ rule synthesize:
         gpu=1,
     params:
         backend=lambda wildcards: config["tts"][wildcards.tts]["backend"],
-        options=lambda wildcards: json.dumps(
-            config["tts"][wildcards.tts].get("options", {})
-        ),
-        seed=lambda wildcards: config["tts"][wildcards.tts].get("seed", 0),
+        options=lambda wildcards: json.dumps(config["tts"][wildcards.tts]["options"]),
+        seed=lambda wildcards: config["tts"][wildcards.tts]["seed"],
         num_utterances=NUM_UTTERANCES,
-        batch_size=lambda wildcards: config["tts"][wildcards.tts].get("batch_size", 8),
+        batch_size=lambda wildcards: config["tts"][wildcards.tts]["batch_size"],
         model_dir=MODEL_DIR,
         license=license_env,
     shell:
@@ -118,21 +110,17 @@ rule score_tts:
         gpu=1,
     params:
         asr=config["tts_scoring"]["asr"],
-        whisper_model=config["tts_scoring"].get("whisper_model", "large-v3"),
+        whisper_model=config["tts_scoring"]["whisper_model"],
         whisper_fallback=(
             "--whisper-temperature-fallback"
-            if config["tts_scoring"].get("whisper_temperature_fallback", True)
+            if config["tts_scoring"]["whisper_temperature_fallback"]
             else "--no-whisper-temperature-fallback"
         ),
-        secs_xvector_model=config["tts_scoring"].get(
-            "secs_xvector_model", "speechbrain/spkrec-xvect-voxceleb"
-        ),
-        utmos_model=config["tts_scoring"].get("utmos_model", "Blinorot/UTMOS-PyTorch"),
-        mos=" ".join(
-            config["tts_scoring"].get("mos", ["utmos", "dnsmos", "distillmos"])
-        ),
+        secs_xvector_model=config["tts_scoring"]["secs_xvector_model"],
+        utmos_model=config["tts_scoring"]["utmos_model"],
+        mos=" ".join(config["tts_scoring"]["mos"]),
         model_dir=MODEL_DIR,
-        max_utterances=config["tts_scoring"].get("max_utterances", 0),
+        max_utterances=config["tts_scoring"]["max_utterances"],
     shell:
         "python -m workflow_scripts.score_tts --enrollment {input.enrollment}"
         " --speech-dir {input.speech} --asr {params.asr}"

@@ -6,7 +6,7 @@
 
 rule build_world:
     input:
-        sentences=lambda wildcards: DEMO_WORLD["sentences"],
+        sentences=lambda wildcards: config["demo_world"]["sentences"],
     output:
         enrollment="data/speakers/{speaker}/enrollment.wav",
         sentences="data/speakers/{speaker}/sentences.txt",
@@ -26,7 +26,7 @@ rule build_world:
     params:
         seed=lambda wildcards: int(speakers.loc[wildcards.speaker, "seed"]),
         num_sentences=NUM_UTTERANCES,
-        world=demo_world_args(),
+        world=demo_world_args,
     shell:
         "python -m workflow_scripts.build_world --speaker {wildcards.speaker}"
         " --seed {params.seed} --sentences {input.sentences}"
@@ -36,7 +36,7 @@ rule build_world:
 
 rule build_background:
     input:
-        sentences=lambda wildcards: DEMO_WORLD["sentences"],
+        sentences=lambda wildcards: config["demo_world"]["sentences"],
     output:
         speech=directory("data/background/speech"),
         noises=directory("data/background/noises"),
@@ -49,8 +49,8 @@ rule build_background:
         "../envs/tts-offline.yaml"
     threads: 1
     params:
-        background=cli_args(DEMO_WORLD.get("background", {})),
-        base_voices=" ".join(DEMO_WORLD.get("base_voices", [])),
+        background=lambda wildcards: cli_args(config["demo_world"]["background"]),
+        base_voices=lambda wildcards: " ".join(config["demo_world"]["base_voices"]),
     shell:
         "python -m workflow_scripts.build_background {params.background}"
         " --base-voices {params.base_voices} --sentences {input.sentences}"

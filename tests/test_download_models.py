@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from tests.tiny_hf import build_speecht5_hifigan, build_tiny_xvector
 from workflow_scripts import download_models
+from workflow_scripts.testing.tiny_models import build_speecht5_hifigan, build_tiny_xvector
 
 
 @pytest.fixture

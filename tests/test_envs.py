@@ -77,11 +77,10 @@ def conda_directive(body: str) -> str | None:
 
 
 def tts_conda_envs() -> dict[str, str]:
-    """The backend -> env table of rules/common.smk."""
-    text = (REPO / "rules" / "common.smk").read_text()
-    match = re.search(r"^TTS_CONDA_ENVS = (\{.*?^\})", text, re.M | re.S)
-    assert match, "rules/common.smk: no TTS_CONDA_ENVS table"
-    return ast.literal_eval(match.group(1))
+    """backend -> the env its jobs run in, as the registry (workflow_scripts.tts.BACKENDS) declares it."""
+    from workflow_scripts.tts import BACKENDS
+
+    return {name: backend.conda_env for name, backend in BACKENDS.items()}
 
 
 def rule_envs(body: str) -> list[str]:
@@ -183,12 +182,8 @@ def test_every_rule_has_a_conda_env_that_exists():
 
 
 def test_every_tts_backend_has_an_env():
-    from workflow_scripts.tts import BACKENDS
-
-    table = tts_conda_envs()
-    assert set(BACKENDS) <= set(table), (
-        f"backends without a conda env in rules/common.smk: {set(BACKENDS) - set(table)}"
-    )
+    for backend, env in tts_conda_envs().items():
+        assert (ENVS / f"{env}.yaml").is_file(), f"TTS backend {backend}: envs/{env}.yaml not found"
 
 
 def test_every_env_holds_what_its_steps_import():
@@ -198,9 +193,8 @@ def test_every_env_holds_what_its_steps_import():
     backends_by_env: dict[str, list[str]] = {}
     from workflow_scripts.tts import BACKENDS
 
-    for backend, env in tts_conda_envs().items():
-        if backend in BACKENDS:
-            backends_by_env.setdefault(env, []).append(BACKENDS[backend].split(":")[0])
+    for backend in BACKENDS.values():
+        backends_by_env.setdefault(backend.conda_env, []).append(backend.target.split(":")[0])
     for smk, name, body in rules():
         for env in rule_envs(body):
             modules = rule_modules(body)

@@ -15,9 +15,15 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from test_workflow import load_config, make_workdir, snakemake
-from tiny_coqui import build_xtts, build_yourtts
-from tiny_hf import build_speecht5_hifigan, build_speecht5_tts, build_tiny_xvector
-from tiny_whisper import build_tiny_whisper
+
+from workflow_scripts.testing.tiny_models import (
+    build_speecht5_hifigan,
+    build_speecht5_tts,
+    build_tiny_whisper,
+    build_tiny_xvector,
+    build_xtts,
+    build_yourtts,
+)
 
 SYSTEMS = ["speecht5", "yourtts", "xtts"]
 

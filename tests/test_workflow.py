@@ -237,7 +237,8 @@ def test_rules_call_modules_through_shell_with_logs():
 def test_every_module_has_main():
     steps = ["build_world", "build_background", "download", "prepare_speaker", "prepare_gt", "prepare_challenge_test",
              "prepare_generalist", "prepare_pretrain_pool", "clone_voice", "synthesize", "score_tts",
-             "pretrain", "finetune", "finetune_stacked", "evaluate", "aggregate", "export"]
+             "pretrain", "finetune", "finetune_stacked", "evaluate", "aggregate", "export_task1", "export_task2",
+             "export_zip", "download_models"]
     for step in steps:
         source = (REPO / "workflow_scripts" / f"{step}.py").read_text()
         assert "def main(" in source and "argparse" in source, step

@@ -5,8 +5,7 @@
 
 The enrollment clip is the only thing a TTS system may see of the target
 speaker. The conditioning is computed once and saved as
-{"backend", "options", "conditioning", "enrollment"} (torch.save), which the
-synthesis step reads.
+a voice file (`workflow_scripts.tts.voice`), which the synthesis step reads.
 """
 
 from __future__ import annotations
@@ -19,29 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from workflow_scripts.files.audio import SAMPLE_RATE, AudioError, atomic_path, read_audio
+from workflow_scripts.files.audio import SAMPLE_RATE, AudioError, read_audio
 from workflow_scripts.runtime.logs import setup_logging
-from workflow_scripts.tts import get_backend
+from workflow_scripts.tts import add_backend_args, load_backend, parse_options
+from workflow_scripts.tts.voice import write_voice
 
 log = logging.getLogger("clone_voice")
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" on a GPU claimed for this job (workflow_scripts.runtime.gpu), else "cpu"."""
-    from workflow_scripts.runtime.gpu import resolve_device as claim_device
-
-    return claim_device(device)
-
-
-def parse_options(options_json: str) -> dict:
-    """Backend options from the command line; must be a JSON object."""
-    try:
-        options = json.loads(options_json)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--options-json is not valid JSON ({exc}): {options_json!r}") from exc
-    if not isinstance(options, dict):
-        raise ValueError(f"--options-json must be a JSON object, got {options_json!r}")
-    return options
 
 
 def read_enrollment(enrollment_wav: Path, min_enrollment_s: float) -> np.ndarray:
@@ -72,24 +54,6 @@ def describe(conditioning: dict) -> str:
     return "\n".join(lines) if lines else "  (empty)"
 
 
-def save_torch_atomic(obj, path: Path) -> None:
-    """torch.save to a temporary name beside `path`, then rename."""
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def load_backend(backend_name: str, options: dict, device: str = "auto", model_dir: Path | None = None):
-    """The backend with `options`; with `model_dir`, every model cache points there first."""
-    if model_dir is not None:
-        from workflow_scripts.runtime import model_cache
-
-        model_cache.configure(model_dir)
-        options = dict(options, model_dir=str(model_dir))
-    return get_backend(backend_name, device=resolve_device(device), **options)
-
-
 def clone_voice(backend_name: str, options: dict, enrollment_wav: Path, out: Path,
                 device: str = "auto", min_enrollment_s: float = 2.0, model_dir: Path | None = None) -> dict:
     """Compute and save the conditioning; returns what was saved."""
@@ -106,20 +70,16 @@ def clone_voice(backend_name: str, options: dict, enrollment_wav: Path, out: Pat
         "conditioning": conditioning,
         "enrollment": {"path": str(enrollment_wav), "duration_s": enrollment.size / SAMPLE_RATE},
     }
-    save_torch_atomic(record, out)
+    write_voice(record, out)
     log.info("wrote %s", out)
     return record
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", required=True, help="TTS backend name (workflow_scripts.tts.BACKENDS)")
-    parser.add_argument("--options-json", default="{}", help="backend options as a JSON object")
+    add_backend_args(parser)
     parser.add_argument("--enrollment", required=True, type=Path, help="enrollment clip (wav)")
     parser.add_argument("--out", required=True, type=Path, help="conditioning file (.pt)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--model-dir", default=None, type=Path,
-                        help="model caches (workflow_scripts.runtime.model_cache); backends that load weights use it")
     parser.add_argument("--min-enrollment-s", type=float, default=2.0,
                         help="refuse enrollment clips shorter than this (seconds)")
     args = parser.parse_args(argv)

@@ -21,18 +21,11 @@ atomically into the model folder: kind, name, path and the size and sha256
 of each weight file. If a model cannot be fetched (no network, unknown name)
 the step fails naming it, and writes no manifest.
 
-What each part of the workflow needs:
-
-| who | kind | name |
-|---|---|---|
-| `speecht5` backend | huggingface | microsoft/speecht5_tts, microsoft/speecht5_hifigan |
-| `speecht5` backend | speechbrain | speechbrain/spkrec-xvect-voxceleb |
-| `yourtts` backend | coqui | tts_models/multilingual/multi-dataset/your_tts |
-| `xtts` backend | coqui | tts_models/multilingual/multi-dataset/xtts_v2 (CPML: `--accept-coqui-license`) |
-| `score_tts`, WER | whisper | the size of `tts_scoring.whisper_model` (large-v3 by default) |
-| `score_tts`, x-vector SECS | speechbrain | speechbrain/spkrec-xvect-voxceleb |
-| `score_tts`, UTMOS | huggingface | Blinorot/UTMOS-PyTorch |
-
+What the workflow fetches: for each TTS system, the models its backend
+declares in `workflow_scripts.tts.BACKENDS` (with the names its options give,
+else the backend's defaults; XTTS-v2's are under the CPML:
+`--accept-coqui-license`); for score_tts, the models of `tts_scoring` in the
+config (the Whisper size, the speechbrain x-vector model, the UTMOS weights).
 `world_clone` and `flite` need no model; Resemblyzer (SECS), DNSMOS and
 DistillMOS ship their weights in their packages.
 """

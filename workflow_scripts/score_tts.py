@@ -40,9 +40,9 @@ from tqdm import tqdm
 
 from workflow_scripts.scoring.asr import ASR_CHOICES, ASRUnavailable, load_asr, normalizer_name, word_errors
 from workflow_scripts.files.audio import SAMPLE_RATE, atomic_write_text, read_audio
-from workflow_scripts.clone_voice import resolve_device
-from workflow_scripts.runtime.gpu import release_gpu
+from workflow_scripts.runtime.gpu import release_gpu, resolve_device
 from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.runtime.model_cache import WHISPER_MODEL
 from workflow_scripts.scoring.mos import MOS_CHOICES, PREDICTORS, UTMOS_HUB_REPO, load_predictors
 from workflow_scripts.scoring.speaker_similarity import (
     XVECTOR_DEFAULT_SOURCE,
@@ -156,7 +156,7 @@ def summarize(table: pd.DataFrame, transcriber, asr_reason: str, enrollment_wav:
 
 
 def score_tts(enrollment_wav: Path, speech_dir: Path, out_csv: Path, out_summary: Path,
-              asr: str = "auto", model_dir: Path = Path("models"), whisper_model: str = "large-v3",
+              asr: str = "auto", model_dir: Path = Path("models"), whisper_model: str = WHISPER_MODEL,
               device: str = "auto", max_utterances: int = 0, secs_xvector_model: str = XVECTOR_DEFAULT_SOURCE,
               utmos_model: str = UTMOS_HUB_REPO, mos: tuple[str, ...] = MOS_CHOICES,
               whisper_temperature_fallback: bool = True) -> dict:
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
     parser.add_argument("--speech-dir", required=True, type=Path,
                         help="speech folder to score (manifest.csv)")
     parser.add_argument("--asr", default="auto", choices=ASR_CHOICES)
-    parser.add_argument("--whisper-model", default="large-v3",
+    parser.add_argument("--whisper-model", default=WHISPER_MODEL,
                         help="Whisper size, read from MODEL_DIR/whisper (the challenge: large-v3), "
                              "or the path of a Whisper checkpoint file")
     parser.add_argument("--whisper-temperature-fallback", default=True, action=argparse.BooleanOptionalAction,

@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from workflow_scripts.files.audio import SAMPLE_RATE, atomic_dir, peak_normalize, resample, write_audio
-from workflow_scripts.clone_voice import load_backend, parse_options
+from workflow_scripts.files.audio import SAMPLE_RATE, atomic_dir, peak_normalize, resample
+from workflow_scripts.files.folders import write_speech_folder
 from workflow_scripts.runtime.logs import setup_logging
-from workflow_scripts.tts import TTSBackend
+from workflow_scripts.tts import TTSBackend, add_backend_args, load_backend, parse_options
+from workflow_scripts.tts.voice import read_voice
 
 log = logging.getLogger("synthesize")
 
@@ -59,27 +60,6 @@ def read_sentences(sentences_txt: Path, num_utterances: int) -> list[str]:
             f"fewer than the {num_utterances} utterances requested (--num-utterances)"
         )
     return sentences
-
-
-def read_voice(voice_pt: Path, backend_name: str) -> dict:
-    """The conditioning file written by clone_voice, checked to belong to `backend_name`."""
-    import torch
-
-    if not voice_pt.is_file():
-        raise FileNotFoundError(f"{voice_pt}: voice conditioning file not found")
-    try:
-        record = torch.load(voice_pt, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"{voice_pt}: cannot read voice conditioning ({exc})") from exc
-    if not isinstance(record, dict) or not {"backend", "options", "conditioning"} <= set(record):
-        raise ValueError(
-            f"{voice_pt}: not a voice conditioning file (expected keys backend, options, conditioning)"
-        )
-    if record["backend"] != backend_name:
-        raise ValueError(
-            f"{voice_pt}: conditioning was made by backend {record['backend']!r}, not {backend_name!r}"
-        )
-    return record
 
 
 def utterance_seed(seed: int, speaker: str, tts: str, utt_index: int, attempt: int = 0) -> int:
@@ -157,20 +137,15 @@ def synthesize_all(backend: TTSBackend, conditioning: dict, sentences: list[str]
     return results, failures
 
 
-def write_speech_folder(out_dir: Path, sentences: list[str], results: dict, failures: list[dict],
+def write_synthesized_folder(out_dir: Path, sentences: list[str], results: dict, failures: list[dict],
                         speaker: str, tts: str) -> pd.DataFrame:
     """manifest.csv (utt_id,path,text,duration_s,seed) + wavs + failures.csv, atomically."""
-    rows = []
+    rows = [
+        {"utt_id": f"{speaker}_{tts}_{i:04d}", "audio": results[i][0], "text": sentences[i], "seed": results[i][1]}
+        for i in sorted(results)
+    ]
     with atomic_dir(out_dir) as tmp:
-        for i in sorted(results):
-            audio, utt_seed = results[i]
-            utt_id = f"{speaker}_{tts}_{i:04d}"
-            path = f"wavs/{utt_id}.wav"
-            write_audio(tmp / path, audio)
-            rows.append({"utt_id": utt_id, "path": path, "text": sentences[i],
-                         "duration_s": round(audio.size / SAMPLE_RATE, 6), "seed": utt_seed})
-        manifest = pd.DataFrame(rows, columns=["utt_id", "path", "text", "duration_s", "seed"])
-        manifest.to_csv(tmp / "manifest.csv", index=False)
+        manifest = write_speech_folder(tmp, rows, duration_decimals=6, extra_columns=("seed",))
         failure_table = pd.DataFrame(failures, columns=["utt_index", "text", "reason"])
         failure_table.to_csv(tmp / "failures.csv", index=False)
     return manifest
@@ -203,7 +178,7 @@ def synthesize(backend_name: str, options: dict, voice_pt: Path, sentences_txt: 
             f"fewer than --min-utterances {min_utterances}; failures: "
             + "; ".join(f"#{f['utt_index']}: {f['reason']}" for f in failures)
         )
-    manifest = write_speech_folder(out_dir, sentences, results, failures, speaker, tts)
+    manifest = write_synthesized_folder(out_dir, sentences, results, failures, speaker, tts)
     log.info("wrote %s: %d utterances, %.1f s of speech, %d skipped", out_dir, len(manifest),
              manifest.duration_s.sum(), len(failures))
     return manifest
@@ -211,8 +186,7 @@ def synthesize(backend_name: str, options: dict, voice_pt: Path, sentences_txt: 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", required=True, help="TTS backend name (workflow_scripts.tts.BACKENDS)")
-    parser.add_argument("--options-json", default="{}", help="backend options as a JSON object")
+    add_backend_args(parser)
     parser.add_argument("--voice", required=True, type=Path, help="conditioning file from clone_voice (.pt)")
     parser.add_argument("--sentences", required=True, type=Path, help="sentences file, one per line")
     parser.add_argument("--num-utterances", required=True, type=int, help="render the first N sentences")
@@ -223,9 +197,6 @@ def main(argv=None) -> int:
     parser.add_argument("--min-utterances", type=int, default=None,
                         help="fail if fewer utterances succeed (default: --num-utterances)")
     parser.add_argument("--batch-size", type=int, default=8, help="texts per synthesize_batch call")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--model-dir", default=None, type=Path,
-                        help="model caches (workflow_scripts.runtime.model_cache); backends that load weights use it")
     parser.add_argument("--out-dir", required=True, type=Path, help="speech folder to write")
     args = parser.parse_args(argv)
     setup_logging()

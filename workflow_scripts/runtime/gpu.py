@@ -99,6 +99,14 @@ def visible_gpus(num_gpus: int | None = None) -> list[str]:
     return [str(k) for k in range(count_gpus() if num_gpus is None else num_gpus)]
 
 
+def gpu_slots(no_gpu: int = 10000) -> int:
+    """How many GPU jobs may run at once on this machine: the visible GPUs times
+    GENDA_JOBS_PER_GPU, or `no_gpu` when there is no GPU (those jobs then run on the
+    CPU). The local profile (profiles/default) limits snakemake's `gpu` resource to it."""
+    gpus = len(visible_gpus())
+    return gpus * jobs_per_gpu_from_env() if gpus else no_gpu
+
+
 def lock_dir_from_env() -> Path:
     lock_dir = Path(os.environ.get(LOCK_DIR_ENV, DEFAULT_LOCK_DIR))
     # GPU numbers are per SLURM job where its cgroup hides the other GPUs: keep its slots apart

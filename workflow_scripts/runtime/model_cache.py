@@ -23,6 +23,12 @@ import hashlib
 import os
 from pathlib import Path
 
+# The default models that score speech (the challenge's choices); the TTS backends' defaults
+# are in the registry of workflow_scripts/tts.
+XVECTOR_MODEL = "speechbrain/spkrec-xvect-voxceleb"
+WHISPER_MODEL = "large-v3"
+UTMOS_MODEL = "Blinorot/UTMOS-PyTorch"
+
 SUBDIRS = {
     "coqui": "coqui",
     "huggingface": "huggingface",

@@ -40,13 +40,13 @@ from pathlib import Path
 import numpy as np
 
 from workflow_scripts.runtime import model_cache
-from workflow_scripts.tts import TTSBackend
+from workflow_scripts.tts import BACKENDS, TTSBackend
 from workflow_scripts.tts.text import split_text
 
 log = logging.getLogger(__name__)
 
-YOURTTS_MODEL = "tts_models/multilingual/multi-dataset/your_tts"
-XTTS_MODEL = "tts_models/multilingual/multi-dataset/xtts_v2"
+YOURTTS_MODEL = BACKENDS["yourtts"].default("model")
+XTTS_MODEL = BACKENDS["xtts"].default("model")
 PIECE_PAUSE_S = 0.25  # silence between the pieces of a split text
 YOURTTS_MAX_CHARS = 200  # about the longest utterances YourTTS was trained on
 XTTS_LOAD_SAMPLE_RATE = 22050  # the rate XTTS reads reference audio at

@@ -52,15 +52,16 @@ import numpy as np
 from workflow_scripts.runtime import model_cache
 
 from workflow_scripts.scoring import xvector
-from workflow_scripts.tts import TTSBackend
+from workflow_scripts.tts import BACKENDS, TTSBackend
 from workflow_scripts.tts.text import split_text
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "microsoft/speecht5_tts"
-DEFAULT_VOCODER = "microsoft/speecht5_hifigan"
+DEFAULT_MODEL = BACKENDS["speecht5"].default("model")
+DEFAULT_VOCODER = BACKENDS["speecht5"].default("vocoder")
+DEFAULT_SPEAKER_ENCODER = BACKENDS["speecht5"].default("speaker_encoder")
 SAMPLE_RATE = 16000
-VOCODER_BATCH_FRAMES = 16384  # most zero-padded frames in one vocoder call (memory: about 0.3 GB per layer)
+VOCODER_BATCH_FRAMES = 16384  # most zero-padded frames in one vocoder call (bounds its memory)
 
 
 def piece_seed(seed: int, piece_index: int) -> int:
@@ -115,7 +116,7 @@ class SpeechT5Backend(TTSBackend):
     sample_rate = SAMPLE_RATE
 
     def __init__(self, device: str = "cpu", model: str = DEFAULT_MODEL, vocoder: str = DEFAULT_VOCODER,
-                 speaker_encoder: str = xvector.DEFAULT_SOURCE, threshold: float = 0.5,
+                 speaker_encoder: str = DEFAULT_SPEAKER_ENCODER, threshold: float = 0.5,
                  minlenratio: float = 0.0, maxlenratio: float = 20.0, max_text_tokens: int | None = None,
                  max_batch: int = 32, normalize_numbers: bool = True, model_dir: str = "models") -> None:
         if not 0.0 <= minlenratio <= maxlenratio or maxlenratio <= 0.0:

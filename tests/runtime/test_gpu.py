@@ -14,7 +14,7 @@ import pytest
 
 from workflow_scripts.runtime import gpu
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # a job: claims a slot, reports it, then holds it until killed or stdin closes
 HOLDER = """

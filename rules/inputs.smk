@@ -1,0 +1,295 @@
+# The input functions and parameters of the rule files, under a header per rule file in
+# the order the Snakefile includes them (functions stay out of the rule files, which
+# hold rules only). What they share is in rules/common.smk.
+
+
+# ---- rules/world.smk ------------------------------------------------------------------
+
+
+def demo_world_args(wildcards):
+    world = config["demo_world"]
+    keys = ["num_test_utterances", "num_noises", "enrollment_seconds", "base_voices"]
+    snrs = " ".join(map(str, world["test_snrs_db"]))
+    return f"{cli_args({key: world[key] for key in keys})} --test-snrs {snrs}"
+
+
+# ---- rules/data.smk -------------------------------------------------------------------
+
+RESOURCES = config["resources"]
+CHALLENGE, LIBRITTS, MUSAN = "genda_challenge", "libritts_test_clean", "musan"
+PRETRAIN_POOL = config.get("pretrain_pool", {})
+# how real and virtual speakers' test sets are made (config speaker_data)
+SPEAKER_DATA_ARGS = cli_args(
+    {
+        key: config["speaker_data"][key]
+        for key in ["num_test_utterances", "test_snrs_db", "seed"]
+    }
+)
+
+
+def resource_dir(name, needed_by):
+    if name not in RESOURCES:
+        raise WorkflowError(
+            f"config 'resources' has no entry '{name}', needed by {needed_by}"
+        )
+    return f"resources/{name}"
+
+
+def download_args(wildcards):
+    spec = RESOURCES[wildcards.resource]
+    keys = ["url", "sha256", "md5", "local_dir", "members"]
+    options = {key: spec[key] for key in keys if spec.get(key)}
+    if config["mirror"]:
+        options["mirror"] = config["mirror"]
+    args = cli_args(options)
+    if spec.get("strip_top_folder"):
+        args += " --strip-top-folder"
+    if config["keep_archives"]:
+        args += " --keep-archive"
+    return args
+
+
+def speaker_inputs(wildcards):
+    """What prepare_speaker reads: resources and the sheet's own files."""
+    row = speaker_row(wildcards.speaker)
+    needed_by = f"speaker {wildcards.speaker}"
+    inputs = {}
+    if given(row, "challenge_id"):
+        inputs["challenge_dir"] = resource_dir(CHALLENGE, needed_by)
+        if not given(row, "noises"):
+            inputs["musan_dir"] = resource_dir(MUSAN, needed_by)
+    if given(row, "libritts_id") and not given(row, "test_clean"):
+        inputs["libritts_dir"] = resource_dir(LIBRITTS, needed_by)
+    for column in ["enrollment", "sentences", "noises", "test_clean", "test_mixtures"]:
+        if given(row, column):
+            inputs[column] = row[column]
+    return inputs
+
+
+def speaker_args(wildcards, input):
+    row = speaker_row(wildcards.speaker)
+    names = ["challenge_dir", "musan_dir", "libritts_dir", "enrollment", "sentences"]
+    flags = {name: name for name in names + ["test_clean", "test_mixtures"]}
+    args = [
+        f"--group {row['group']}",
+        path_args(input, flags | {"noises": "noise_dir"}),
+    ]
+    if "challenge_dir" in input.keys():
+        args.append(f"--challenge-id {row['challenge_id']}")
+    if "libritts_dir" in input.keys():
+        args.append(f"--libritts-id {row['libritts_id']}")
+    return " ".join(args)
+
+
+def gt_inputs(wildcards):
+    row = speaker_row(wildcards.speaker)
+    inputs = {
+        "record": f"data/speakers/{wildcards.speaker}/speaker.json",
+        "sentences": f"data/speakers/{wildcards.speaker}/sentences.txt",
+    }
+    if given(row, "gt"):
+        inputs["gt_dir"] = row["gt"]
+    else:
+        inputs["libritts_dir"] = resource_dir(LIBRITTS, f"speaker {wildcards.speaker}")
+    return inputs
+
+
+def gt_args(wildcards, input):
+    row = speaker_row(wildcards.speaker)
+    args = path_args(input, {"gt_dir": "gt_dir", "libritts_dir": "libritts_dir"})
+    if "libritts_dir" in input.keys():
+        args += f" --libritts-id {row['libritts_id']}"
+    return args
+
+
+def pretrain_pool_inputs(wildcards):
+    if not PRETRAIN_POOL:
+        raise WorkflowError(
+            "config: generalist.pool is 'librispeech' but 'pretrain_pool' is not set"
+        )
+    return {
+        "speech": [resource_dir(n, "pretrain_pool") for n in PRETRAIN_POOL["speech"]],
+        "noises": resource_dir(PRETRAIN_POOL["noises"], "pretrain_pool"),
+    }
+
+
+# ---- rules/tts.smk --------------------------------------------------------------------
+
+# Every model cache (coqui, Hugging Face, Whisper, speechbrain) lives here.
+MODEL_DIR = config.get("model_dir", config["tts_scoring"]["model_dir"])
+
+
+def tts_backend(wildcards):
+    return TTS_BACKENDS[config["tts"][wildcards.tts]["backend"]]
+
+
+def tts_conda_env(wildcards):
+    return f"../envs/{tts_backend(wildcards).conda_env}.yaml"
+
+
+def models_needed(what):
+    """What download_models fetches for a TTS system, or for `scoring`: kind -> names."""
+    if what != "scoring":
+        system = config["tts"][what]
+        return TTS_BACKENDS[system["backend"]].models_needed(system["options"])
+    scoring, needed = config["tts_scoring"], {}
+    if scoring["asr"] in ("auto", "whisper"):
+        needed["whisper"] = [scoring["whisper_model"]]
+    needed["speechbrain"] = [scoring["secs_xvector_model"]]
+    if "utmos" in scoring["mos"]:
+        needed["huggingface"] = [scoring["utmos_model"]]
+    return needed
+
+
+def model_manifest(what):
+    """The download_models manifest a job waits for, when config asks for downloads."""
+    if not config["download_models"] or not models_needed(what):
+        return []
+    return [f"{MODEL_DIR}/manifests/{what}.json"]
+
+
+def license_env(wildcards):
+    """COQUI_TOS_AGREED=1 for jobs of CPML models when config accepts that license."""
+    if tts_backend(wildcards).coqui_license and config["accept_coqui_license"]:
+        return "COQUI_TOS_AGREED=1 "
+    return ""
+
+
+# ---- rules/pretrain.smk ---------------------------------------------------------------
+
+
+# Pre-training speech and noises: the demo background pool, or LibriSpeech + MUSAN with
+# the held-out MUSAN noises (val_noises) for validation.
+PRETRAIN_DATA = {
+    "demo": {"speech": "data/background/speech", "noises": "data/background/noises"},
+    "librispeech": {
+        name: f"data/pretrain_pool/{name}"
+        for name in ["speech", "noises", "val_noises"]
+    },
+}[GENERALIST["pool"]]
+
+
+# ---- rules/finetune.smk ---------------------------------------------------------------
+
+
+def finetune_stacks():
+    """Rule name -> (speakers, their (source, size) conditions) of the stacked fine-tuning
+    rules. A rule's outputs cannot depend on its wildcards, so the speakers without real
+    speech (no gt condition) get a rule of their own."""
+    every_condition = [(s, size) for s, sizes in CONDITIONS.items() for size in sizes]
+    stacks = {}
+    for speaker in speakers.index:
+        conditions = finetuned_conditions(speaker)
+        if conditions:
+            name = "finetune_stacked"
+            if conditions != every_condition:
+                name = "finetune_stacked_no_gt"
+            stacks.setdefault(name, ([], conditions))[0].append(speaker)
+    return stacks
+
+
+def finetune_loss_plot(source="{source}", size="{size}"):
+    """A fine-tuned model's loss plot in the report (the finetune rule's, or with a fixed
+    source and size, a member's of a stacked rule)."""
+    labels = {
+        "speaker": "{speaker}",
+        "source": source,
+        "size": size,
+        "model": "{model}",
+    }
+    return report(
+        f"results/finetune/{{model}}/{source}/{size}/{{speaker}}/loss.png",
+        category="Fine-tuning",
+        subcategory=f"{{model}} {source} {size}",
+        labels=labels,
+    )
+
+
+def stacked_finetune_outputs(conditions):
+    """Every member's model, training log and loss plot (the finetune rule's outputs)."""
+    folders = [f"results/finetune/{{model}}/{c}/{s}/{{speaker}}" for c, s in conditions]
+    return {
+        "models": [f"{folder}/model.pt" for folder in folders],
+        "histories": [f"{folder}/training_log.csv" for folder in folders],
+        "loss_plots": [finetune_loss_plot(source, size) for source, size in conditions],
+    }
+
+
+def stacked_speech_dirs(wildcards):
+    conditions = finetuned_conditions(wildcards.speaker)
+    return list(
+        dict.fromkeys(speech_folder(s, wildcards.speaker) for s, _ in conditions)
+    )
+
+
+def stacked_member_args(wildcards):
+    """`--member SPEECH_DIR NUM_TRAIN NUM_VAL OUT_DIR` per condition of the speaker."""
+    members = []
+    for source, size in finetuned_conditions(wildcards.speaker):
+        speech = speech_folder(source, wildcards.speaker)
+        out_dir = (
+            f"results/finetune/{wildcards.model}/{source}/{size}/{wildcards.speaker}"
+        )
+        train, val = DATA_SIZES[size]["train"], DATA_SIZES[size]["val"]
+        members.append(
+            f"--member {shlex.quote(speech)} {train} {val} {shlex.quote(out_dir)}"
+        )
+    return " ".join(members)
+
+
+# ---- rules/evaluate.smk ---------------------------------------------------------------
+
+
+def mixture_scores(wildcards):
+    """The mixtures' own scores, for test sets with clean references."""
+    if wildcards.speaker in CLEAN_TEST_SPEAKERS:
+        return f"results/eval/mixtures/{wildcards.speaker}.csv"
+    return []
+
+
+def input_scores_arg(wildcards, input):
+    return f"--input-scores {input.input_scores}" if input.input_scores else ""
+
+
+# ---- rules/aggregate.smk --------------------------------------------------------------
+
+
+def eval_tables():
+    """Every per-utterance evaluation table, labelled for the aggregate step."""
+    tables = {}
+    for model in MODEL_SIZES:
+        for speaker in speakers.index:
+            tables[f"{model}:generalist:-:{speaker}"] = (
+                f"results/eval/{model}/generalist/{speaker}.csv"
+            )
+            for source, size in finetuned_conditions(speaker):
+                tables[f"{model}:{source}:{size}:{speaker}"] = (
+                    f"results/eval/{model}/{source}/{size}/{speaker}.csv"
+                )
+    return tables
+
+
+def tts_score_summaries():
+    return {
+        f"{source}:{speaker}": f"results/tts_scores/{source}/{speaker}.json"
+        for source in SOURCES
+        for speaker in speakers.index
+        if source != "gt" or speaker in GT_SPEAKERS
+    }
+
+
+def labelled_args(tables):
+    return " ".join(shlex.quote(f"{label}={path}") for label, path in tables.items())
+
+
+# ---- rules/export.smk -----------------------------------------------------------------
+
+TEAM = re.escape(EXPORT["team"]) if EXPORT else "(?!)"
+
+
+def task2_model(wildcards):
+    task2 = EXPORT["task2"]
+    if task2["source"] == "generalist":
+        return generalist_path(task2["model"])
+    folders = [task2["model"], task2["source"], task2["size"], wildcards.speaker]
+    return os.path.join("results", "finetune", *folders, "model.pt")

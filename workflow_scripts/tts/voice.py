@@ -1,0 +1,42 @@
+"""The voice conditioning file: what clone_voice writes and synthesize reads.
+
+One torch file per (TTS system, speaker): {"backend", "options",
+"conditioning", "enrollment"}, written atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workflow_scripts.files.audio import atomic_path
+
+VOICE_KEYS = ("backend", "options", "conditioning")
+
+
+def write_voice(record: dict, path: Path) -> None:
+    """torch.save to a temporary name beside `path`, then rename."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+
+
+def read_voice(voice_pt: Path, backend_name: str) -> dict:
+    """The conditioning file written by clone_voice, checked to belong to `backend_name`."""
+    import torch
+
+    if not voice_pt.is_file():
+        raise FileNotFoundError(f"{voice_pt}: voice conditioning file not found")
+    try:
+        record = torch.load(voice_pt, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"{voice_pt}: cannot read voice conditioning ({exc})") from exc
+    if not isinstance(record, dict) or not set(VOICE_KEYS) <= set(record):
+        raise ValueError(
+            f"{voice_pt}: not a voice conditioning file (expected keys {', '.join(VOICE_KEYS)})"
+        )
+    if record["backend"] != backend_name:
+        raise ValueError(
+            f"{voice_pt}: conditioning was made by backend {record['backend']!r}, not {backend_name!r}"
+        )
+    return record
