@@ -1,13 +1,13 @@
 """Per-stage wall time of a finished run, from Snakemake's benchmark files.
 
-    python bench/stage_times.py [benchmarks/]
+    python bench/workflow/stage_times.py [benchmarks/]
 
 Prints a Markdown table: jobs, total and mean seconds per rule, and peak memory.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -27,9 +27,11 @@ def stage_times(bench_dir: Path) -> pd.DataFrame:
     ).reset_index()
 
 
-def main() -> None:
-    bench_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks")
-    table = stage_times(bench_dir)
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench_dir", nargs="?", type=Path, default=Path("benchmarks"),
+                        help="the run's benchmark folder (default: benchmarks)")
+    table = stage_times(parser.parse_args(argv).bench_dir)
     print("| rule | jobs | total (s) | mean per job (s) | peak RSS (MB) |")
     print("|---|---|---|---|---|")
     for _, row in table.iterrows():

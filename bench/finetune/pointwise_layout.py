@@ -7,7 +7,7 @@ its gradient summed over it afterwards.
 model-major: x stored (K, C, batch, T), `torch.matmul(W, x.view(K, C, batch x T))`:
 K GEMMs with a leading dimension of batch x T (aligned when batch is even).
 
-    python bench/pointwise_layout.py --device cuda [--sizes medium] [--k 7] [--out DIR]
+    python bench/finetune/pointwise_layout.py --device cuda [--sizes medium] [--k 7] [--out DIR]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+# ConvTasNet's sizes and layout (workflow_scripts/model/convtasnet.py), here so that the bench needs torch alone
 SIZES = {"tiny": (8, 32), "small": (16, 64), "medium": (32, 128), "large": (64, 256)}
 N_FILTERS, BLOCKS = 512, 14
 

@@ -1,7 +1,7 @@
 """GPU-hours of the paper's whole grid on one H100, from measured per-job rates.
 
-    python bench/grid_projection.py [--results bench/h100_2026-11-24b/finetune_call4.json]
-        [--fused bench/h100_2026-11-25/final_call4.json [--stack-variant "fused graph"] | --fused none]
+    python bench/workflow/grid_projection.py [--results bench/runs/2026-11-24_h100/finetune_call4.json]
+        [--fused bench/runs/2026-11-25_h100/final_call4.json [--stack-variant "fused graph"] | --fused none]
         [--steps 600 1200 3000 6006]
 
 The grid as the workflow runs it (configs/genda2025.yaml, `snakemake -n`):
@@ -12,18 +12,21 @@ real speech) = 130 fine-tunes per model size, 390 for tiny, small and medium
 each; and the TTS speech: 30 minutes per speaker and TTS system (the 6min
 size is its first 50 utterances), scored for WER and speaker similarity.
 
-Fine-tuning rates come from a bench/finetune_throughput.py results file that
-has the baseline and stacks of K = 7 measured in one run (the
-workflow's `finetune_stacking: {by: speaker}` stacks a speaker's 6-7
-conditions in one job). With `--fused` (the default), the step rates, one
-at a time and of the K = 7 stacks as the workflow runs them by default
-(`finetune_stacking.fused` and `.cuda_graph`: `--stack-variant "fused
-graph"`), come from a bench/fused_gln_bench.py results file instead, both
-measured in its run; validation rates stay those of `--results` (validation
-runs the unfused, masked path). The other rates are taken from bench/RESULTS.md or
-assumed, and the output says which. How many steps a fine-tune runs before
-early stopping is not known until real fine-tunes run, so every figure is
-given for several step counts; 6006 is the recipe's cap. Prints Markdown.
+Fine-tuning rates come from run files. `--results` has, per size, the
+one-at-a-time baseline's step and validation times ("baseline"), the eager
+stacks of K = 7 ("stacked", "K7 tf32") and the validation of a stack
+("validation"), measured in one run (the workflow's `finetune_stacking: {by:
+speaker}` stacks a speaker's 6-7 conditions in one job). With `--fused` (the
+default), the step rates, one at a time and of the K = 7 stacks as the
+workflow runs them (fused kernels and CUDA graph: `--stack-variant "fused
+graph"`), come from a run file of bench/finetune/fused_kernels.py instead,
+both measured in its run; validation rates stay those of `--results`
+(validation runs the unfused, masked path). The defaults are the run files
+that bench/RESULTS.md, "Grid projection" names. The other rates are taken from
+bench/RESULTS.md, each with its section, and the output says which. How many
+steps a fine-tune runs before early stopping is not known until real
+fine-tunes run, so every figure is given for several step counts; 6006 is the
+recipe's cap. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import json
 import math
 from pathlib import Path
 
+RUNS = Path(__file__).resolve().parents[1] / "runs"
 SIZES = ("tiny", "small", "medium")
 REAL, VIRTUAL = 10, 10
 FINETUNES_PER_SIZE = REAL * 7 + VIRTUAL * 6  # 130
@@ -42,29 +46,37 @@ VAL_EVERY = 60
 TTS_AUDIO_S = 30 * 60  # per speaker and TTS system
 SPEAKERS = REAL + VIRTUAL
 
-# Rates not in the results file: (value, source)
-JOB_OVERHEAD_S = (21.0, "RESULTS.md, GPU section: finetune job wall 37 s minus 16 s of training steps")
-STACK_JOB_OVERHEAD_S = (8.6, ("RESULTS.md, stacked rule section: finetune_stacked job wall 22.3 s less its "
-                               "12.5 s training loop (tqdm) and 1.15 s of writing (log timestamps)"))
-PER_MODEL_IO_S = (0.29, "RESULTS.md, stacked rule section: writing 4 members' checkpoint, log and plot took 1.15 s")
-EVAL_JOB_S = (19.0, "RESULTS.md, GPU section: evaluate job wall, one job per GPU, scoring in one process")
-EVAL_JOB_SHARED_S = (31.4 / 6, ("RESULTS.md, stacked slice through the rules (resume_eval.sh): 5 evaluations + "
-                                 "score_mixtures alone, 4 jobs per GPU, 31.4 s for 6 jobs (55.5 s with 1 per GPU)"))
+# Rates not in the results files: (value, source)
+JOB_OVERHEAD_S = (21.0, ('bench/RESULTS.md, "Fine-tuning throughput": one finetune job alone, wall 37 s minus '
+                         "16 s of training steps"))
+STACK_JOB_OVERHEAD_S = (8.6, ('bench/RESULTS.md, "Stacked fine-tuning through the rules": finetune_stacked job '
+                              "wall 22.3 s less its 12.5 s training loop (tqdm) and 1.15 s of writing (log "
+                              "timestamps)"))
+PER_MODEL_IO_S = (0.29, ('bench/RESULTS.md, "Stacked fine-tuning through the rules": writing 4 members\' '
+                         "checkpoint, log and plot took 1.15 s"))
+EVAL_JOB_S = (19.0, ('bench/RESULTS.md, "Evaluation": evaluate job wall, one job per GPU, scoring in one '
+                     "process"))
+EVAL_JOB_SHARED_S = (31.4 / 6, ('bench/RESULTS.md, "Evaluation": 5 evaluations + score_mixtures alone through the '
+                                "rules, 4 jobs per GPU, 31.4 s for 6 jobs (55.5 s with 1 per GPU)"))
 TTS_RTF = {  # one job per GPU as the models' own code runs them / the workflow's fast settings
-    "xtts": ((0.330, 0.0255), ("RESULTS.md: XTTS-v2 coqui's inference, one process (0.330); batch_size 16, "
-                              "2 processes sharing the H100 (0.0255; one process 0.047, coqui's 0.417 in that run)")),
-    "speecht5": ((0.0097, 0.0097), "RESULTS.md: SpeechT5 batch 32, one process (not measured shared)"),
-    "yourtts": ((0.0230, 0.0042), "RESULTS.md: YourTTS one process / 8 processes sharing the H100 (same run)"),
+    "xtts": ((0.330, 0.0255), ('bench/RESULTS.md, "TTS synthesis speed": XTTS-v2, coqui\'s inference, one '
+                               "process (0.330); batch_size 16, 2 processes sharing the H100 (0.0255; one process "
+                               "0.047, coqui's 0.417 in that run)")),
+    "speecht5": ((0.0097, 0.0097), ('bench/RESULTS.md, "TTS synthesis speed": SpeechT5 batch 32, one process '
+                                    "(not measured shared)")),
+    "yourtts": ((0.0230, 0.0042), ('bench/RESULTS.md, "TTS synthesis speed": YourTTS one process / 8 processes '
+                                   "sharing the H100 (same run)")),
 }
-TTS_SCORING_RTF = ((0.031, 0.019), ("RESULTS.md: Whisper large-v3 (decoding capped at 34 tokens, as for the "
-                                    "sentences) + Resemblyzer SECS one process / 4 sharing the H100 (0.0253 / "
-                                    "0.0131, same run), + UTMOS and DistillMOS (0.0061, one process); DNSMOS "
-                                    "runs on the CPU after score_tts gives the GPU back, so it is not counted"))
+TTS_SCORING_RTF = ((0.031, 0.019), ('bench/RESULTS.md, "TTS scoring speed": Whisper large-v3 (decoding capped at '
+                                    "34 tokens, as for the sentences) + Resemblyzer SECS one process / 4 sharing "
+                                    "the H100 (0.0253 / 0.0131, same run), + UTMOS and DistillMOS (0.0061, one "
+                                    "process); DNSMOS runs on the CPU after score_tts gives the GPU back, so it is "
+                                    "not counted"))
 
 
 def rates(results: dict, fused: dict | None = None, variant: str = "fused graph") -> dict:
     """Per size: seconds per model-step and per model-validation, one at a time and stacked
-    (the step rates of `fused`, a fused_gln_bench.py results file, where given: its
+    (the step rates of `fused`, a fused-kernel bench results file, where given: its
     one-at-a-time baseline and its "{size} K7 {variant}" stacks)."""
     table = {}
     for size in SIZES:
@@ -161,15 +173,16 @@ def report(results: dict, step_counts: list[int], fused: dict | None = None, var
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default=str(Path(__file__).with_name("h100_2026-11-24b") / "finetune_call4.json"))
-    parser.add_argument("--fused", default=str(Path(__file__).with_name("h100_2026-11-25") / "final_call4.json"),
-                        help="fused_gln_bench.py results for the step rates, or 'none' for --results' eager stacks")
+    parser.add_argument("--results", type=Path, default=RUNS / "2026-11-24_h100" / "finetune_call4.json",
+                        help="fine-tuning throughput results: baseline, K7 stacks and validation rates")
+    parser.add_argument("--fused", default=str(RUNS / "2026-11-25_h100" / "final_call4.json"),
+                        help="fused-kernel bench results for the step rates, or 'none' for --results' eager stacks")
     parser.add_argument("--stack-variant", default="fused graph",
                         help="which K7 stacks of --fused: 'fused graph' (the workflow's default) or 'fused'")
     parser.add_argument("--steps", nargs="+", type=int, default=[600, 1200, 3000, 6006])
     args = parser.parse_args(argv)
     fused = None if args.fused == "none" else json.loads(Path(args.fused).read_text())
-    print(report(json.loads(Path(args.results).read_text()), args.steps, fused, args.stack_variant))
+    print(report(json.loads(args.results.read_text()), args.steps, fused, args.stack_variant))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # One speaker, gt + world_clone speech, tiny ConvTasNet: fine-tune and evaluate on the GPU through
 # the workflow's own rules. The speaker's data and synthetic speech are made on the CPU first:
-#   snakemake --cores 1 --configfile bench/gpu_slice/config.yaml --directory .devslice \
+#   snakemake --cores 1 --configfile bench/finetune/gpu_slice/config.yaml --directory .devslice \
 #       results/speech/worldclone/spk01
 # then this script (on the GPU machine, from the repository root) runs the rest.
 set -euo pipefail
-out=${OUT:-bench/gpu_slice/out}
+# run files under bench/runs/<UTC date>_<machine>/gpu_slice/ (OUT overrides), the machine as its GPU's model
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr 'A-Z' 'a-z' | grep -o '[a-z]\+[0-9]\+' | head -1)
+out=${OUT:-bench/runs/$(date -u +%F)_${gpu:-gpu}/gpu_slice}
 mkdir -p "$out"
-smk=(python -m snakemake --snakefile Snakefile --configfile bench/gpu_slice/config.yaml
+smk=(python -m snakemake --snakefile Snakefile --configfile bench/finetune/gpu_slice/config.yaml
      --directory .devslice --scheduler greedy)
 targets=(results/eval/tiny/generalist/spk01.json results/eval/tiny/gt/40utt/spk01.json
          results/eval/tiny/worldclone/40utt/spk01.json)

@@ -1,7 +1,7 @@
 """Time `snakemake -n` (the DAG of a whole config) in a fresh working folder.
 
-    python bench/dag_time.py [--config configs/genda2025.yaml] [--sheet configs/genda2025_speakers.tsv]
-                             [--repeats 3] [--stacked]
+    python bench/workflow/dag_time.py [--config configs/genda2025.yaml] [--sheet configs/genda2025_speakers.tsv]
+        [--repeats 3] [--stacked]
 
 The folder holds only the config and the speaker sheet, so every job is
 planned (nothing is up to date); prints the wall time of each dry run and the
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def dry_run(workdir: Path) -> tuple[float, collections.Counter]:

@@ -1,7 +1,9 @@
-"""Tiles of the fused mask + decoder kernels (fused_gln.mask_decode) against
-sigmoid_mask + a matrix product, forward + backward, one stack's shapes.
+"""Tiles of the fused mask + decoder kernels (fused_mask.mask_decode) against
+sigmoid_mask + a matrix product, forward + backward, one stack's shapes. Each
+tile is patched in for the run (fused_mask.DECODE_FORWARD_TILE and
+DECODE_BACKWARD_TILE).
 
-    python bench/decode_tiles.py --device cuda [--k 7] [--channels 512] [--out DIR]
+    python bench/finetune/decode_tiles.py --device cuda [--k 7] [--channels 512] [--out DIR]
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from workflow_scripts.model import fused_gln
+from workflow_scripts.model import fused_mask  # noqa: E402
 
 
 def _ms(fn, repeats=20) -> float:
@@ -55,20 +57,20 @@ def main(argv=None) -> None:
 
     def step(impl):
         def run():
-            out = fused_gln.mask_decode(score, bias, x, weight, impl=impl, frames=7999) if impl else torch.matmul(
-                weight.transpose(1, 2), fused_gln.sigmoid_mask(score, bias, x, frames=7999))
+            out = fused_mask.mask_decode(score, bias, x, weight, impl=impl, frames=7999) if impl else torch.matmul(
+                weight.transpose(1, 2), fused_mask.sigmoid_mask(score, bias, x, frames=7999))
             torch.autograd.grad(out, leaves, dy)
         return run
 
     results = {"shape": shape, "unfused (sigmoid_mask + matmul)": _ms(step(None))}
     print(results, flush=True)
-    saved = dict(fused_gln.DECODE_TILES)
+    saved = fused_mask.DECODE_FORWARD_TILE, fused_mask.DECODE_BACKWARD_TILE
     forward_tiles = [tuple(int(v) for v in t.split(",")) for t in args.forward_tiles]
     backward_tiles = [tuple(int(v) for v in t.split(",")) for t in args.backward_tiles]
     for fwd, bwd in itertools.product(forward_tiles, backward_tiles):
-        fused_gln.DECODE_TILES.update(forward=fwd, backward=bwd)
+        fused_mask.DECODE_FORWARD_TILE, fused_mask.DECODE_BACKWARD_TILE = fwd, bwd
         try:
-            forward_ms = _ms(lambda: fused_gln.mask_decode(score.detach(), bias, x.detach(), weight.detach(),
+            forward_ms = _ms(lambda: fused_mask.mask_decode(score.detach(), bias, x.detach(), weight.detach(),
                                                            impl="triton", frames=7999))
             total_ms = _ms(step("triton"))
         except Exception as exc:  # noqa: BLE001 - a tile that fails is recorded
@@ -76,7 +78,7 @@ def main(argv=None) -> None:
             continue
         results[f"{fwd} {bwd}"] = {"forward_ms": forward_ms, "forward_backward_ms": total_ms}
         print(fwd, bwd, f"forward {forward_ms:.3f} ms, forward+backward {total_ms:.3f} ms", flush=True)
-    fused_gln.DECODE_TILES.update(saved)
+    fused_mask.DECODE_FORWARD_TILE, fused_mask.DECODE_BACKWARD_TILE = saved
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "decode_tiles.json").write_text(json.dumps(results, indent=1, default=str))

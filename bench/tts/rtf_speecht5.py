@@ -1,7 +1,7 @@
 """SpeechT5 synthesis speed: real-time factor of the workflow's backend, batched and one at a time.
 
-    python bench/tts_rtf.py --device cuda [--batch-sizes 8 16 32] [--num-sentences 32] [--num-single 8]
-                            [--maxlenratio 4.5]
+    python bench/tts/rtf_speecht5.py --device cuda [--batch-sizes 8 16 32] [--num-sentences 32]
+        [--num-single 8] [--maxlenratio 4.5] [--no-tf32]
 
 Production-size SpeechT5 (default SpeechT5Config, as microsoft/speecht5_tts)
 and HiFi-GAN (default SpeechT5HifiGanConfig, as microsoft/speecht5_hifigan)
@@ -18,7 +18,8 @@ every utterance decodes to exactly maxlenratio x tokens / 2 steps. The
 default maxlenratio 4.5 gives 72 ms of audio per token (character), about
 the pace of read English, so lengths, and the cost of each step, are those of
 real speech. The conditioning is the x-vector of a noise clip from a tiny
-random x-vector model (tests/tiny_hf.py); the speaker encoder is not timed.
+random x-vector model (workflow_scripts/testing/tiny_models.py); the speaker
+encoder is not timed.
 """
 
 from __future__ import annotations
@@ -31,20 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.tiny_hf import build_speecht5_hifigan, build_speecht5_tts, build_tiny_xvector
+from bench.tts.common import first_sentences, synchronize
+from workflow_scripts.testing.tiny_models import build_speecht5_hifigan, build_speecht5_tts, build_tiny_xvector
 from workflow_scripts.tts import get_backend
-
-SENTENCES_TXT = REPO / "workflow_scripts" / "data" / "sentences.txt"
-
-
-def sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def instrument(backend) -> dict:
@@ -53,10 +45,10 @@ def instrument(backend) -> dict:
     decode_steps, vocode = backend._decode_steps, backend._vocode
 
     def timed_decode(*args):
-        sync(backend.device)
+        synchronize(backend.device)
         start = time.perf_counter()
         frames, num_steps = decode_steps(*args)
-        sync(backend.device)
+        synchronize(backend.device)
         spent["decode_s"] += time.perf_counter() - start
         spent["steps"] += frames.size(1) // backend.model.config.reduction_factor
         return frames, num_steps
@@ -75,12 +67,12 @@ def timed(backend, spent, texts, conditioning, seeds, batch_size):
     """(outputs, seconds, breakdown) of synthesizing `texts` in batches of `batch_size`."""
     outputs = []
     spent.update(decode_s=0.0, vocode_s=0.0, steps=0)
-    sync(backend.device)
+    synchronize(backend.device)
     start = time.perf_counter()
     for first in range(0, len(texts), batch_size):
         outputs += backend.synthesize_batch(texts[first:first + batch_size], conditioning,
                                             seeds[first:first + batch_size])
-    sync(backend.device)
+    synchronize(backend.device)
     return outputs, time.perf_counter() - start, dict(spent)
 
 
@@ -102,8 +94,8 @@ def main(argv=None) -> int:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
 
-    lines = [" ".join(line.split()) for line in SENTENCES_TXT.read_text(encoding="utf-8").splitlines()]
-    texts = [line for line in lines if line][: args.num_sentences]
+    lines = first_sentences()
+    texts = lines[: args.num_sentences]
     seeds = list(range(len(texts)))
     with tempfile.TemporaryDirectory(prefix="speecht5-bench-") as tmp:
         root = Path(tmp)

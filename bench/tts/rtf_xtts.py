@@ -1,14 +1,14 @@
 """XTTS-v2 synthesis speed: real-time factor of the workflow's `xtts` backend.
 
-    python bench/tts_rtf_xtts.py --device cuda [--num-sentences 6] [--batch-size 8] [--sizes xtts_v2]
+    python bench/tts/rtf_xtts.py --device cuda [--num-sentences 6] [--batch-size 8] [--sizes xtts_v2]
         [--backend-batch-sizes 1 4 8 16] [--codes-per-utterance 150] [--check-greedy 4]
 
 An XTTS model of the sizes of tts_models/multilingual/multi-dataset/xtts_v2
 (default XttsArgs as its config.json: GPT 30 layers x 1024, 16 heads, 6681
 text tokens, 1026 audio tokens, at most 605 audio tokens; HiFi-GAN decoder
 and speaker encoder) is built with random weights in a temporary folder
-(tests/tiny_coqui.py) and loaded by the backend from that folder, as a local
-`model`. The conditioning is computed by the backend from an 8 s synthetic
+(workflow_scripts/testing/tiny_models.py) and loaded by the backend from
+that folder, as a local `model`. The conditioning is computed by the backend from an 8 s synthetic
 voiced clip; the sentences are the first lines of
 workflow_scripts/data/sentences.txt, given to `synthesize_batch` in batches
 as the synthesis step does. `--backend-batch-sizes` runs the backend with
@@ -25,7 +25,7 @@ every batch size does the same work. The figures are seconds of synthesis
 per second of audio generated (RTF) and milliseconds per GPT code (one code
 is 46 ms of audio). `--check-greedy K` first renders the first K sentences
 with top_k=1 one at a time and batched and compares their codes and audio.
-`--sizes tiny` runs the tests' tiny model (a check on a CPU).
+`--sizes tiny` runs the tiny model of the tests (a check on a CPU).
 """
 
 from __future__ import annotations
@@ -41,52 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.concurrent_workers import add_worker_args
-from tests.tiny_coqui import XTTS_V2_SIZES, build_xtts
-from workflow_scripts.tts import get_backend
+from bench.tts.common import add_synthesis_args, build_and_load, first_sentences, synchronize, voiced_clip
+from workflow_scripts.testing.tiny_models import XTTS_V2_SIZES, build_xtts
 
-SENTENCES_TXT = REPO / "workflow_scripts" / "data" / "sentences.txt"
 TINY_SIZES = {"gpt_layers": 2, "model_dim": 32, "heads": 2, "max_audio_tokens": 24}
-
-
-def voiced_clip(seconds: float = 8.0, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
-    """A deterministic voice-like test signal: harmonics of a wandering F0 under a syllable envelope."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    drift = 0.0002 * rng.standard_normal(t.size).cumsum()
-    f0_hz = 120.0 * np.exp(0.1 * np.sin(2 * np.pi * 0.7 * t) + drift)
-    phase = 2 * np.pi * np.cumsum(f0_hz) / sample_rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 30))
-    envelope = np.clip(np.sin(2 * np.pi * 4.0 * t), 0.0, None) ** 0.5
-    clip = voiced * envelope + 0.01 * rng.standard_normal(t.size)
-    return (0.5 * clip / np.max(np.abs(clip))).astype(np.float32)
-
-
-def first_sentences(count: int) -> list[str]:
-    """The first `count` sentences of the workflow's sentence list, whitespace normalised."""
-    lines = [" ".join(line.split()) for line in SENTENCES_TXT.read_text(encoding="utf-8").splitlines()]
-    return [line for line in lines if line][:count]
-
-
-def load_backend(name: str, folder: Path, device: str, result: dict, built_s: float, weights_file: str):
-    """The backend `name` loaded from `folder`, recording build and load times and the checkpoint size."""
-    result["build_s"] = built_s
-    result["checkpoint_mb"] = (folder / weights_file).stat().st_size / 2**20
-    start = time.perf_counter()
-    backend = get_backend(name, device=device, model=str(folder))
-    synchronize(device)
-    result["load_s"] = time.perf_counter() - start
-    return backend
-
-
-def synchronize(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 class FixedLength:
@@ -188,10 +148,7 @@ def measure(backend, conditioning: dict, texts: list[str], batch_size: int, log:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--sizes", choices=["xtts_v2", "tiny"], default="xtts_v2")
-    parser.add_argument("--num-sentences", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=8, help="texts per synthesize_batch call")
+    add_synthesis_args(parser, ["xtts_v2", "tiny"], 6, "the same sentences and seeds in every process")
     parser.add_argument("--backend-batch-sizes", type=int, nargs="+", default=[1],
                         help="the backend's batch_size option (GPT rows at once), each measured in turn "
                              "(with --processes: the first one)")
@@ -199,9 +156,6 @@ def main(argv=None) -> int:
                         help="force every piece to this many GPT codes (default: random lengths)")
     parser.add_argument("--check-greedy", type=int, default=0,
                         help="first compare the first K sentences with top_k=1, one at a time and batched")
-    parser.add_argument("--out-json", type=Path, default=None)
-    add_worker_args(parser, "the same sentences and seeds in every process")
-    parser.add_argument("--model", type=Path, default=None, help="load this model folder instead of building one")
     args = parser.parse_args(argv)
     if args.processes:
         return concurrent(args)
@@ -217,11 +171,7 @@ def main(argv=None) -> int:
     result = {"device": torch.cuda.get_device_name(0) if on_gpu else f"cpu ({platform.machine()})",
               "torch": torch.__version__, "transformers": transformers.__version__, "sizes": sizes,
               "batch_size": args.batch_size, "codes_per_utterance": args.codes_per_utterance}
-    with tempfile.TemporaryDirectory(prefix="xtts-bench-") as tmp:
-        start = time.perf_counter()
-        folder = args.model or build_xtts(Path(tmp) / "xtts_v2", **sizes)
-        built_s = 0.0 if args.model else time.perf_counter() - start
-        backend = load_backend("xtts", folder, args.device, result, built_s, "model.pth")
+    backend = build_and_load("xtts", lambda tmp: build_xtts(tmp / "xtts_v2", **sizes), args, result, "model.pth")
     result["parameters_m"] = sum(p.numel() for p in backend.model.parameters()) / 1e6
     result["max_gpt_codes"] = backend.model.gpt.max_gen_mel_tokens
 

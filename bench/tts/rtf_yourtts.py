@@ -1,14 +1,14 @@
 """YourTTS synthesis speed: real-time factor of the workflow's `yourtts` backend.
 
-    python bench/tts_rtf_yourtts.py --device cuda [--num-sentences 32] [--batch-size 8]
+    python bench/tts/rtf_yourtts.py --device cuda [--num-sentences 32] [--batch-size 8]
         [--sizes your_tts] [--target-chars-per-s 15] [--budget-s 150] [--out-json FILE]
 
 A YourTTS model of the sizes of tts_models/multilingual/multi-dataset/your_tts
-(tests/tiny_coqui.py YOURTTS_SIZES: coqui Vits with 192 hidden channels, a
-10-layer text encoder (FFN 768, 2 heads), 16-layer posterior encoder, 4 flow
-layers, stochastic duration predictor, HiFi-GAN decoder from 512 channels with
-resblock type "2", 512-d d-vectors, 3 language embeddings of 4; H/ASP ResNet
-speaker encoder on 64 mel bands) is built with random weights in a temporary
+(YOURTTS_SIZES of workflow_scripts/testing/tiny_models.py: coqui Vits with 192
+hidden channels, a 10-layer text encoder (FFN 768, 2 heads), 16-layer
+posterior encoder, 4 flow layers, stochastic duration predictor, HiFi-GAN
+decoder from 512 channels with resblock type "2", 512-d d-vectors, 3 language
+embeddings of 4; H/ASP ResNet speaker encoder on 64 mel bands) is built with random weights in a temporary
 folder in the hub layout and loaded by the backend from there, as a local
 `model`. The conditioning (the d-vector of an 8 s synthetic voiced clip) is
 computed once by the backend; the sentences are the first lines of
@@ -20,8 +20,8 @@ durations, so the audio is not as long as speech of that text would be. The
 figures are per second of audio made. A second pass rescales the durations
 (the backend's `length_scale`) so that the audio runs at
 `--target-chars-per-s` characters of text per second (LJSpeech's pace is about
-15), to give the rate at a speech-like length. `--sizes tiny` runs the tests'
-tiny model (a check on a CPU). The run stops starting new batches once
+15), to give the rate at a speech-like length. `--sizes tiny` runs the tiny
+model of the tests (a check on a CPU). The run stops starting new batches once
 `--budget-s` seconds have passed.
 """
 
@@ -35,12 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.concurrent_workers import add_worker_args
-from bench.tts_rtf_xtts import first_sentences, load_backend, synchronize, voiced_clip
-from tests.tiny_coqui import YOURTTS_SIZES, build_yourtts
+from bench.tts.common import add_synthesis_args, build_and_load, first_sentences, synchronize, voiced_clip
+from workflow_scripts.testing.tiny_models import YOURTTS_SIZES, build_yourtts
 
 
 def timed_pass(backend, texts: list[str], conditioning: dict, batch_size: int, device: str,
@@ -79,18 +77,13 @@ def timed_pass(backend, texts: list[str], conditioning: dict, batch_size: int, d
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--sizes", choices=["your_tts", "tiny"], default="your_tts")
-    parser.add_argument("--num-sentences", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=8, help="texts per synthesize_batch call")
+    add_synthesis_args(parser, ["your_tts", "tiny"], 32,
+                       "the same sentences, seeds and --length-scale in every process")
     parser.add_argument("--target-chars-per-s", type=float, default=15.0,
                         help="pace of the second pass (0: no second pass)")
     parser.add_argument("--budget-s", type=float, default=150.0,
                         help="start no new batch after this many seconds from the start")
-    parser.add_argument("--out-json", type=Path, default=None)
-    add_worker_args(parser, "the same sentences, seeds and --length-scale in every process")
     parser.add_argument("--length-scale", type=float, default=None, help="fixed length_scale (one pass)")
-    parser.add_argument("--model", type=Path, default=None, help="load this model folder instead of building one")
     args = parser.parse_args(argv)
     if args.processes:
         return concurrent(args)
@@ -105,11 +98,8 @@ def main(argv=None) -> int:
     result = {"device": torch.cuda.get_device_name(0) if on_gpu else f"cpu ({platform.machine()})",
               "torch": torch.__version__, "coqui_tts": TTS.__version__, "sizes": sizes or "tiny",
               "batch_size": args.batch_size, "num_sentences": len(texts)}
-    with tempfile.TemporaryDirectory(prefix="yourtts-bench-") as tmp:
-        start = time.perf_counter()
-        folder = args.model or build_yourtts(Path(tmp) / "your_tts", **sizes)
-        built_s = 0.0 if args.model else time.perf_counter() - start
-        backend = load_backend("yourtts", folder, args.device, result, built_s, "model_file.pth")
+    backend = build_and_load("yourtts", lambda tmp: build_yourtts(tmp / "your_tts", **sizes), args, result,
+                             "model_file.pth")
     model = backend.model
     encoder = model.speaker_manager.encoder
     result["parameters_m"] = sum(p.numel() for p in model.parameters()) / 1e6

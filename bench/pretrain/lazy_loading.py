@@ -1,7 +1,7 @@
 """Pre-training throughput with crops read from disk vs held in memory (tiny ConvTasNet,
 batch 64 x 4 s, the genda2025 recipe), on a synthetic LibriSpeech-like pool of FLAC files.
 
-    python bench/pretrain_lazy.py POOL_DIR OUT_DIR
+    python bench/pretrain/lazy_loading.py POOL_DIR OUT_DIR
 """
 
 import json
@@ -17,8 +17,13 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from workflow_scripts.model.convtasnet import build_model
-from workflow_scripts.training.trainer import AudioFiles, CropMixer, Recipe, read_audio, train, validation_set
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the workflow's package where it is not installed
+
+from workflow_scripts.files.audio import read_audio  # noqa: E402
+from workflow_scripts.model.convtasnet import build_model  # noqa: E402
+from workflow_scripts.training.data import AudioFiles, CropMixer, validation_set  # noqa: E402
+from workflow_scripts.training.loop import train  # noqa: E402
+from workflow_scripts.training.recipe import Recipe  # noqa: E402
 
 SR = 16000
 N_UTT, N_NOISE, N_VAL, N_VAL_NOISE = int(os.environ.get("N_UTT", 4000)), 200, 20, 10

@@ -1,17 +1,17 @@
 """TTS scoring speed: seconds of each score_tts component per second of synthesized speech.
 
-    python bench/scoring_rate.py --device cuda [--num-utterances 32] [--sizes large-v3]
+    python bench/scoring/rate.py --device cuda [--num-utterances 32] [--sizes large-v3]
         [--mos utmos dnsmos distillmos] [--budget-s 300] [--out-json FILE]
 
 The components are those of workflow_scripts/score_tts.py, loaded and run by
 the workflow's own code on ~32 synthetic voiced clips of 3-10 s (the voice-like
-signal of bench/tts_rtf_xtts.py) against an 8 s enrollment clip:
+signal of bench/tts/common.py) against an 8 s enrollment clip:
 
 - ASR: a Whisper of the large-v3 dimensions (128 mels, 32+32 layers of width
   1280, 20 heads, 51866 tokens, 448 text positions) with random weights,
   written as the released checkpoints are (fp16 on a GPU) by
-  tests/tiny_whisper.py and loaded by `WhisperTranscriber` from that file;
-  clips decoded in batches of `WHISPER_BATCH_SIZE` as `transcribe_all` does;
+  workflow_scripts/testing/tiny_models.py and loaded by `WhisperTranscriber`
+  from that file; clips decoded in batches of `WHISPER_BATCH_SIZE` as `transcribe_all` does;
 - SECS: Resemblyzer (its own released weights) and the speechbrain x-vector
   (spkrec-xvect-voxceleb's sizes: TDNN 512x4 + 1500, 7205 training speakers,
   random weights, in a local model folder), each through
@@ -50,25 +50,22 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.concurrent_workers import add_worker_args
-from bench.tts_rtf_xtts import first_sentences, synchronize, voiced_clip
-from workflow_scripts.scoring.asr import WHISPER_BATCH_SIZE, WhisperTranscriber
+from bench.tts.common import first_sentences, synchronize, voiced_clip
 from workflow_scripts.files.audio import SAMPLE_RATE
+from workflow_scripts.scoring.asr import WHISPER_BATCH_SIZE, WhisperTranscriber
 from workflow_scripts.scoring.speaker_similarity import (
     SpeakerEncoder,
     load_xvector_encoder,
     similarity_to_enrollment,
 )
+from workflow_scripts.testing.tiny_models import build_tiny_whisper, build_tiny_xvector
 
 LARGE_V3_DIMS = {"n_mels": 128, "n_audio_ctx": 1500, "n_audio_state": 1280, "n_audio_head": 20,
                  "n_audio_layer": 32, "n_vocab": 51866, "n_text_ctx": 448, "n_text_state": 1280,
                  "n_text_head": 20, "n_text_layer": 32}
-# speechbrain/spkrec-xvect-voxceleb's hyperparams.yaml, where the tests' tiny copy differs
-XVECTOR_FULL_SIZES = {"tdnn_channels: [16, 16, 16, 16, 48]": "tdnn_channels: [512, 512, 512, 512, 1500]",
-                      "out_n_neurons: 4": "out_n_neurons: 7205"}
 
 
 def test_clips(count: int, seed: int = 1) -> list[np.ndarray]:
@@ -80,7 +77,6 @@ def test_clips(count: int, seed: int = 1) -> list[np.ndarray]:
 def build_whisper(folder: Path, sizes: str, device: str) -> Path:
     """The random Whisper checkpoint (large-v3 dimensions in fp16 on a GPU, as released; or tiny)."""
     import torch
-    from tiny_whisper import build_tiny_whisper
     from whisper.model import ModelDimensions
 
     if sizes == "tiny":
@@ -93,22 +89,6 @@ def build_whisper(folder: Path, sizes: str, device: str) -> Path:
             return build_tiny_whisper(folder, "large-v3-random.pt", dims=ModelDimensions(**LARGE_V3_DIMS))
     finally:
         torch.set_default_dtype(previous)
-
-
-def build_xvector(folder: Path) -> str:
-    """A random x-vector model folder of spkrec-xvect-voxceleb's sizes (the tests' builder, full sizes)."""
-    import tiny_hf
-
-    tiny_text = tiny_hf.TINY_XVECTOR_HPARAMS
-    full_text = tiny_text
-    for tiny, full in XVECTOR_FULL_SIZES.items():
-        assert tiny in full_text, f"tests/tiny_hf.py x-vector hparams changed: no {tiny!r}"
-        full_text = full_text.replace(tiny, full)
-    tiny_hf.TINY_XVECTOR_HPARAMS = full_text  # build_tiny_xvector writes and builds from this text
-    try:
-        return tiny_hf.build_tiny_xvector(folder)
-    finally:
-        tiny_hf.TINY_XVECTOR_HPARAMS = tiny_text
 
 
 def speech_token_counts(transcriber, texts: list[str]) -> list[int]:
@@ -294,7 +274,7 @@ def main(argv=None) -> int:
         if args.no_xvector:
             result["skipped"].append("x-vector SECS (--no-xvector)")
         elif budget_left():
-            folder, build_s = timed_call("cpu", build_xvector, tmp / "xvector")
+            folder, build_s = timed_call("cpu", build_tiny_xvector, tmp / "xvector", 0, False)
             (encoder, reason), load_s = timed_call(args.device, load_xvector_encoder, folder, tmp / "models",
                                                    args.device)
             if encoder is None:

@@ -1,0 +1,1 @@
+"""Tiny randomly initialised checkpoints of the real architectures, for tests and benches."""
