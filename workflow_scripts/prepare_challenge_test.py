@@ -21,7 +21,7 @@ from workflow_scripts.files import corpora
 from workflow_scripts.files.audio import atomic_dir, audio_files
 from workflow_scripts.files.folders import write_test_folder
 from workflow_scripts.runtime.logs import setup_logging
-from workflow_scripts.world.test_sets import given_test_set
+from workflow_scripts.world.testsets import given_test_set
 
 log = logging.getLogger("prepare_challenge_test")
 

@@ -50,7 +50,7 @@ from workflow_scripts.files.folders import write_noise_folder, write_test_folder
 from workflow_scripts.files.sentences import read_sentence_file, write_sentence_file
 from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.world.real_speakers import libritts_test_set, speaker_seed
-from workflow_scripts.world.test_sets import given_test_set, mixed_test_set
+from workflow_scripts.world.testsets import given_test_set, mixed_test_set
 
 log = logging.getLogger("prepare_speaker")
 

@@ -25,7 +25,7 @@ from workflow_scripts.files.folders import (
 )
 from workflow_scripts.files.sentences import write_sentence_file
 from workflow_scripts.world.noises import draw_noise_set
-from workflow_scripts.world.test_sets import mixed_test_set
+from workflow_scripts.world.testsets import mixed_test_set
 from workflow_scripts.world.voices import VoiceParams, draw_recording, random_voice, record, speak
 
 log = logging.getLogger(__name__)
