@@ -20,6 +20,7 @@ if config["finetune_stacking"]["by"] == "none":
         output:
             model="results/finetune/{model}/{source}/{size}/{speaker}/model.pt",
             history="results/finetune/{model}/{source}/{size}/{speaker}/training_log.csv",
+            run_config="results/finetune/{model}/{source}/{size}/{speaker}/config.yaml",
             loss_plot=finetune_loss_plot(),
         log:
             "logs/finetune/{model}/{source}/{size}/{speaker}.log",

@@ -206,11 +206,12 @@ def finetune_loss_plot(source="{source}", size="{size}"):
 
 
 def stacked_finetune_outputs(conditions):
-    """Every member's model, training log and loss plot (the finetune rule's outputs)."""
+    """Every member's model, training log, run config and loss plot (the finetune rule's outputs)."""
     folders = [f"results/finetune/{{model}}/{c}/{s}/{{speaker}}" for c, s in conditions]
     return {
         "models": [f"{folder}/model.pt" for folder in folders],
         "histories": [f"{folder}/training_log.csv" for folder in folders],
+        "run_configs": [f"{folder}/config.yaml" for folder in folders],
         "loss_plots": [finetune_loss_plot(source, size) for source, size in conditions],
     }
 

@@ -10,6 +10,7 @@ rule pretrain:
     output:
         model="results/pretrain/{model}/model.pt",
         history="results/pretrain/{model}/training_log.csv",
+        run_config="results/pretrain/{model}/config.yaml",
         loss_plot=report(
             "results/pretrain/{model}/loss.png",
             category="Pre-training",

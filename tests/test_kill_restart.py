@@ -45,9 +45,9 @@ def test_killed_run_restarts_and_recomputes_nothing_finished(tmp_path):
     with open(tmp_path / "first_run.log", "w") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            # the generalist is done: fine-tuning and evaluation jobs are starting
-            wait_for(workdir / "results" / "pretrain" / "tiny" / "model.pt", process, timeout_s=600)
-            time.sleep(3)
+            # the generalist's job is finished (snakemake starts a fine-tune only then): fine-tuning
+            # and evaluation jobs are under way
+            wait_for(workdir / "logs" / "finetune" / "tiny", process, timeout_s=900)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
