@@ -2,7 +2,9 @@
 
 Every reader checks the file before any heavy work and names it in the error;
 every writer writes to a temporary name and renames it when complete, so a
-killed job never leaves a file that looks finished.
+killed job never leaves a file that looks finished. What is written gets the mode
+an ordinary write would give (0666 for files and 0777 for folders, less the
+umask), so that collaborators sharing a results folder can read it.
 """
 
 from __future__ import annotations
@@ -88,6 +90,20 @@ def audio_files(folder: str | os.PathLike, what: str) -> list[Path]:
     return files
 
 
+def process_umask() -> int:
+    """The process's file-mode creation mask, read without changing it where Linux reports it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     """Yield a temporary file name beside `path` that becomes `path` only on success."""
@@ -95,6 +111,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp makes it private
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -122,6 +139,7 @@ def atomic_dir(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~process_umask())  # mkdtemp makes it private
     try:
         yield tmp
         if path.exists():
