@@ -41,6 +41,25 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def wav_shortfall(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(bytes of audio its header promises, bytes the file holds) of a WAV file cut short, else None.
+
+    Reads the RIFF chunk headers only; a data chunk of unknown size (0 or 0xFFFFFFFF, as streaming
+    writers leave it) is taken as it is."""
+    with open(path, "rb") as wav:
+        if wav.read(4) not in (b"RIFF", b"RIFX"):
+            return None
+        wav.seek(12)
+        while len(header := wav.read(8)) == 8:
+            size = int.from_bytes(header[4:], "little")
+            if header[:4] == b"data":
+                present = os.fstat(wav.fileno()).st_size - wav.tell()
+                unknown = size in (0, 0xFFFFFFFF)
+                return (size, present) if not unknown and present < size else None
+            wav.seek(size + (size & 1), os.SEEK_CUR)
+    return None
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read a file as mono float32 at `sample_rate`.
 
@@ -55,6 +74,12 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
         audio, sr_in = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types
         raise AudioError(f"{path}: cannot read audio ({exc})") from exc
+    if path.suffix.lower() == ".wav" and (shortfall := wav_shortfall(path)):
+        promised, present = shortfall
+        raise AudioError(
+            f"{path}: truncated WAV file: its header promises {promised} bytes of audio, the file holds"
+            f" {present} (an incomplete copy or download?)"
+        )
     if audio.shape[0] == 0:
         raise AudioError(f"{path}: audio file is empty (0 samples)")
     if not np.all(np.isfinite(audio)):

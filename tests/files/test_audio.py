@@ -1,0 +1,36 @@
+"""Reading audio at the edge: broken files are named with what is wrong with them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from workflow_scripts.files.audio import AudioError, read_audio, wav_shortfall
+
+
+def test_a_truncated_wav_is_named_truncated(tmp_path):
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, np.sin(np.arange(16000) / 10).astype(np.float32) * 0.5, 16000, subtype="PCM_16")
+    assert wav_shortfall(whole) is None and read_audio(whole).size == 16000
+    data = whole.read_bytes()
+    for kept in (100, len(data) // 2):  # header only, and half of the samples
+        cut = tmp_path / f"cut_{kept}.wav"
+        cut.write_bytes(data[:kept])
+        promised, present = wav_shortfall(cut)
+        assert promised == 32000 and present < promised
+        with pytest.raises(AudioError, match=rf"{cut}: truncated WAV file: its header promises 32000 bytes"):
+            read_audio(cut)
+
+
+def test_other_formats_and_streamed_wavs_are_not_called_truncated(tmp_path):
+    flac = tmp_path / "clip.flac"
+    sf.write(flac, np.full(800, 0.1, np.float32), 16000)
+    assert wav_shortfall(flac) is None
+    streamed = tmp_path / "streamed.wav"
+    sf.write(streamed, np.full(800, 0.1, np.float32), 16000, subtype="PCM_16")
+    data = bytearray(streamed.read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = b"\xff\xff\xff\xff"  # size unknown, as a streaming writer leaves it
+    streamed.write_bytes(bytes(data))
+    assert wav_shortfall(streamed) is None
