@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from workflow_scripts import clone_voice, evaluate, finetune, synthesize
+from workflow_scripts import clone_voice, evaluate, finetune, score_mixtures, synthesize
 from workflow_scripts.files.audio import SAMPLE_RATE, AudioError, read_audio, write_audio
 from workflow_scripts.model.convtasnet import CheckpointError, build_model, save_checkpoint
 from workflow_scripts.files.folders import DataError
@@ -259,6 +259,19 @@ def test_evaluate_test_folder_without_test_csv(tmp_path):
     with pytest.raises(AudioError, match=r"test/test\.csv: test table not found"):
         evaluate.main(evaluate_args(tmp_path / "unused.pt", test_dir, out))
     assert_no_eval_output(out)
+
+
+def test_score_mixtures_on_a_folder_without_references_says_so(tmp_path):
+    test_dir = tmp_path / "test"
+    write_audio(test_dir / "m0.wav", voiced(1.0))
+    write_audio(test_dir / "m1.wav", voiced(1.0))
+    write_audio(test_dir / "c0.wav", voiced(1.0))
+    pd.DataFrame({"mixture_id": ["m0", "m1"], "mixture": ["m0.wav", "m1.wav"], "clean": ["c0.wav", ""],
+                  "noise_id": ["n", "n"], "snr_db": [0.0, 0.0]}).to_csv(test_dir / "test.csv", index=False)
+    out_csv = tmp_path / "scores.csv"
+    with pytest.raises(AudioError, match=r"test/test\.csv: 1 of 2 mixtures have no clean reference \(e\.g\. m1\)"):
+        score_mixtures.main(["--test-dir", str(test_dir), "--out-csv", str(out_csv)])
+    assert_no_output(out_csv)
 
 
 def test_evaluate_test_folder_with_a_missing_mixture(tmp_path):

@@ -13,7 +13,7 @@ import logging
 
 from tqdm import tqdm
 
-from workflow_scripts.files.audio import read_audio
+from workflow_scripts.files.audio import AudioError, read_audio
 from workflow_scripts.files.folders import read_test_folder
 from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.scoring.enhanced import mixture_scores, write_score_table
@@ -28,6 +28,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     table = read_test_folder(args.test_dir)
+    without = [str(m) for m, clean in zip(table.mixture_id, table.clean_wav) if not clean]
+    if without:
+        raise AudioError(
+            f"{args.test_dir}/test.csv: {len(without)} of {len(table)} mixtures have no clean reference"
+            f" (e.g. {without[0]}); score_mixtures needs the clean reference of every mixture"
+        )
     signals = ((read_audio(row.clean_wav), read_audio(row.mixture_wav)) for row in table.itertuples())
     progress = tqdm(signals, total=len(table), desc="score mixtures", unit="utt", mininterval=5.0)
     scores = mixture_scores(table.mixture_id, progress)
