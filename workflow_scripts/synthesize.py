@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from workflow_scripts.files.audio import SAMPLE_RATE, atomic_dir, peak_normalize, resample
 from workflow_scripts.files.folders import write_speech_folder
+from workflow_scripts.files.sentences import read_sentence_file
 from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.tts import TTSBackend, add_backend_args, load_backend, parse_options
 from workflow_scripts.tts.voice import read_voice
@@ -35,31 +36,18 @@ from workflow_scripts.tts.voice import read_voice
 log = logging.getLogger("synthesize")
 
 SILENCE_PEAK = 1e-4  # an output whose peak |x| is below this counts as silent
-MAX_SENTENCE_CHARS = 400  # a longer line is most likely not one sentence
 
 
 def read_sentences(sentences_txt: Path, num_utterances: int) -> list[str]:
-    """The first `num_utterances` lines; fails, naming the line, if one of them is
-    empty or longer than MAX_SENTENCE_CHARS, and fails if there are fewer
-    (blank lines at the end of the file are ignored)."""
-    if not sentences_txt.is_file():
-        raise FileNotFoundError(f"{sentences_txt}: sentences file not found")
-    lines = [" ".join(line.split()) for line in sentences_txt.read_text(encoding="utf-8").splitlines()]
-    while lines and not lines[-1]:
-        lines.pop()
-    sentences = lines[:num_utterances]
-    for number, line in enumerate(sentences, start=1):
-        if not line:
-            raise ValueError(f"{sentences_txt}: line {number} is empty (one sentence per line)")
-        if len(line) > MAX_SENTENCE_CHARS:
-            raise ValueError(f"{sentences_txt}: line {number} has {len(line)} characters, "
-                             f"more than the maximum of {MAX_SENTENCE_CHARS} for one sentence")
+    """The first `num_utterances` sentences of a speaker's sentences file (checked as
+    files.sentences reads it), white space folded; fails if there are fewer."""
+    sentences = [" ".join(line.split()) for line in read_sentence_file(sentences_txt)]
     if len(sentences) < num_utterances:
         raise ValueError(
             f"{sentences_txt}: has {len(sentences)} non-empty lines, "
             f"fewer than the {num_utterances} utterances requested (--num-utterances)"
         )
-    return sentences
+    return sentences[:num_utterances]
 
 
 def utterance_seed(seed: int, speaker: str, tts: str, utt_index: int, attempt: int = 0) -> int:

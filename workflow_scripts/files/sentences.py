@@ -2,7 +2,8 @@
 
 - a sentence pool (the demo world's workflow_scripts/data/sentences.txt): its non-empty lines;
 - a speaker's sentences file (sentences.txt, what the TTS systems read, in order): every
-  line a sentence; blank lines at the end are ignored, others are an error.
+  line a sentence of at most MAX_SENTENCE_CHARS characters; blank lines at the end are
+  ignored, others are an error.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from workflow_scripts.files.audio import atomic_write_text
+
+MAX_SENTENCE_CHARS = 400  # a longer line is most likely not one sentence
 
 
 def _lines(path: Path) -> list[str]:
@@ -37,6 +40,9 @@ def read_sentence_file(path: str | Path) -> list[str]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             raise ValueError(f"{path}: line {number} is empty")
+        if len(folded := " ".join(line.split())) > MAX_SENTENCE_CHARS:
+            raise ValueError(f"{path}: line {number} has {len(folded)} characters, "
+                             f"more than the maximum of {MAX_SENTENCE_CHARS} for one sentence")
     if not lines:
         raise ValueError(f"{path}: no sentences")
     return [line.strip() for line in lines]
