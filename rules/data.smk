@@ -48,9 +48,11 @@ rule prepare_speaker:
     params:
         args=speaker_args,
         test=SPEAKER_DATA_ARGS,
+        min_enrollment_s=config["enrollment"]["min_seconds"],
     shell:
         "python -m workflow_scripts.prepare_speaker --speaker {wildcards.speaker}"
-        " {params.args} {params.test} --out-dir data/speakers/{wildcards.speaker}"
+        " {params.args} {params.test} --min-enrollment-s {params.min_enrollment_s}"
+        " --out-dir data/speakers/{wildcards.speaker}"
         " 2> {log}"
 
 

@@ -290,6 +290,31 @@ def test_own_speaker_from_plain_files(tmp_path, genda25_dir):
     assert not (tmp_path / "Me2").exists() and no_temporaries(tmp_path)
 
 
+@pytest.mark.parametrize("problem", ["short enrollment", "over-long sentence"])
+def test_own_files_are_checked_by_prepare_speaker_naming_them_and_the_config_key(tmp_path, problem):
+    own = tmp_path / "own"
+    (own / "noises").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    sf.write(own / "noises" / "fan.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    enrollment_s = 1.5 if problem == "short enrollment" else 3.0
+    tone = 0.3 * np.sin(np.arange(int(enrollment_s * 16000)) / 5.0)
+    sf.write(own / "my_voice.wav", tone.astype(np.float32), 16000)
+    long_line = "word " * 100 if problem == "over-long sentence" else "Another one."
+    (own / "my_sentences.txt").write_text(f"One sentence.\n{long_line}\n")
+    out = tmp_path / "Me"
+    message = {
+        "short enrollment": r"own/my_voice\.wav: enrollment clip is 1\.50 s long, shorter than the 2 s of config"
+                            r" enrollment\.min_seconds",
+        "over-long sentence": r"own/my_sentences\.txt: line 2 has 499 characters, more than the maximum of 400",
+    }[problem]
+    with pytest.raises(ValueError, match=message):
+        prepare_speaker.main(["--speaker", "Me", "--group", "real", "--enrollment", str(own / "my_voice.wav"),
+                              "--sentences", str(own / "my_sentences.txt"), "--noise-dir", str(own / "noises"),
+                              "--test-mixtures", str(own / "noises"), "--min-enrollment-s", "2",
+                              "--out-dir", str(out)])
+    assert not out.exists() and no_temporaries(tmp_path)
+
+
 # ---- the grid through snakemake --------------------------------------------------------------
 
 

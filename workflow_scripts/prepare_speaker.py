@@ -40,6 +40,7 @@ from tqdm import tqdm
 from workflow_scripts.files import corpora
 from workflow_scripts.files.audio import (
     SAMPLE_RATE,
+    AudioError,
     atomic_write_text,
     audio_files,
     read_checked,
@@ -126,6 +127,12 @@ def prepare(args) -> dict:
     """Read and check every input, then write the outputs into a staging folder; returns the record."""
     enrollment = enrollment_path(args)
     enrollment_audio = read_checked(enrollment, "enrollment clip")
+    duration_s = enrollment_audio.size / SAMPLE_RATE
+    if duration_s < args.min_enrollment_s:
+        raise AudioError(
+            f"{enrollment}: enrollment clip is {duration_s:.2f} s long, shorter than the"
+            f" {args.min_enrollment_s:g} s of config enrollment.min_seconds"
+        )
     sentence_list, sentence_record = sentences(args)
     noises = noise_sources(args)
     for noise in tqdm(noises, desc="noises", mininterval=5.0):
@@ -194,6 +201,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     own.add_argument("--noise-dir", type=Path, help="folder of noise recordings")
     own.add_argument("--test-clean", type=Path, help="folder of clean recordings for the test set")
     own.add_argument("--test-mixtures", type=Path, help="folder of noisy recordings without references")
+    own.add_argument("--min-enrollment-s", type=float, default=2.0,
+                     help="refuse an enrollment clip shorter than this (config enrollment.min_seconds)")
     test = parser.add_argument_group("test set")
     test.add_argument("--num-test-utterances", type=int, default=9)
     test.add_argument("--test-snrs-db", type=float, nargs="+", default=[-2.5, 0.0, 2.5])
