@@ -34,3 +34,17 @@ def test_other_formats_and_streamed_wavs_are_not_called_truncated(tmp_path):
     data[at : at + 4] = b"\xff\xff\xff\xff"  # size unknown, as a streaming writer leaves it
     streamed.write_bytes(bytes(data))
     assert wav_shortfall(streamed) is None
+
+
+def test_submission_audio_is_16_bit_and_clipped_with_a_count_never_wrapped(tmp_path, caplog):
+    from workflow_scripts.files.challenge import write_submission_folder
+
+    loud = np.array([0.5, 1.2, -1.5, 0.9999, -1.0], np.float32)
+    quiet = np.full(5, 0.25, np.float32)
+    with caplog.at_level("WARNING"):
+        assert write_submission_folder(tmp_path / "F0", "F0", 2, [quiet, loud]) == 2
+    assert sf.info(tmp_path / "F0" / "F0_task2_00.wav").subtype == "PCM_16"
+    samples, _ = sf.read(tmp_path / "F0" / "F0_task2_01.wav", dtype="float32")
+    assert samples[0] == 0.5 and samples[1] == 32767 / 32768 and samples[2] == -1.0 and samples[4] == -1.0
+    assert "1 of 2 files exceeded full scale (peak 1.500): 2 samples clipped" in caplog.text
+    assert "F0_task2_01.wav" in caplog.text and "F0_task2_00.wav" not in caplog.text

@@ -158,6 +158,23 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
         sf.write(tmp, audio, sample_rate, subtype="FLOAT")
 
 
+PCM16_MAX = 32767 / 32768  # the largest sample 16-bit PCM holds
+
+
+def write_pcm16(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> int:
+    """Write mono audio atomically as 16-bit PCM; samples beyond full scale are clipped (never
+    wrapped). Returns how many were clipped, for the caller to report."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise AudioError(f"{path}: expected mono audio, got shape {audio.shape}")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(f"{path}: refusing to write NaN or Inf samples")
+    clipped = int(np.count_nonzero((audio > PCM16_MAX) | (audio < -1.0)))
+    with atomic_path(path, ".tmp.wav") as tmp:
+        sf.write(tmp, np.clip(audio, -1.0, PCM16_MAX), sample_rate, subtype="PCM_16")
+    return clipped
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike):
     """Yield a temporary sibling folder that becomes `path` only on success."""

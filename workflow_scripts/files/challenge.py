@@ -6,11 +6,14 @@
   -> {speaker}_task2_00..44.wav, mixture NN -> output NN;
 - one zip per track with a folder per speaker, as the challenge asks.
 
-Audio is written as 16 kHz mono float32 WAV, the workflow's format.
+Audio is written as 16 kHz mono 16-bit PCM WAV, the format of the challenge's own mixtures.
+Samples beyond full scale (an enhanced mixture can exceed it) are clipped, never wrapped,
+and every clipped sample is counted in the log.
 """
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,8 +22,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from workflow_scripts.files.audio import atomic_dir, atomic_path, write_audio
+from workflow_scripts.files.audio import atomic_dir, atomic_path, write_pcm16
 from workflow_scripts.files.corpora import text_key
+
+log = logging.getLogger(__name__)
 
 TRACK1_UTTERANCES = 50
 
@@ -46,13 +51,22 @@ def track1_rows(manifest: pd.DataFrame, sentences: list[str], count: int, speech
 
 def write_submission_folder(out_dir: Path, speaker: str, track: int, audios: Iterable[np.ndarray],
                             total: int | None = None) -> int:
-    """{speaker}_task{track}_NN.wav of each audio in turn, atomically; returns how many."""
+    """{speaker}_task{track}_NN.wav of each audio in turn (16-bit PCM), atomically; returns how many."""
     count = 0
+    clipped_files, clipped_samples, peak = [], 0, 0.0
     with atomic_dir(out_dir) as tmp:
         progress = tqdm(audios, total=total, desc=f"{speaker} task{track}", mininterval=5.0)
         for index, audio in enumerate(progress):
-            write_audio(tmp / f"{speaker}_task{track}_{index:02d}.wav", audio)
+            name = f"{speaker}_task{track}_{index:02d}.wav"
+            clipped = write_pcm16(tmp / name, audio)
+            if clipped:
+                clipped_files.append(name)
+                clipped_samples += clipped
+                peak = max(peak, float(np.max(np.abs(audio))))
             count += 1
+    if clipped_files:
+        log.warning("%s: %d of %d files exceeded full scale (peak %.3f): %d samples clipped to it (%s)",
+                    out_dir, len(clipped_files), count, peak, clipped_samples, ", ".join(clipped_files))
     return count
 
 
