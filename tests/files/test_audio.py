@@ -48,3 +48,19 @@ def test_submission_audio_is_16_bit_and_clipped_with_a_count_never_wrapped(tmp_p
     assert samples[0] == 0.5 and samples[1] == 32767 / 32768 and samples[2] == -1.0 and samples[4] == -1.0
     assert "1 of 2 files exceeded full scale (peak 1.500): 2 samples clipped" in caplog.text
     assert "F0_task2_01.wav" in caplog.text and "F0_task2_00.wav" not in caplog.text
+
+
+def test_a_large_dc_offset_is_removed_with_a_warning(tmp_path, caplog):
+    from workflow_scripts.files.audio import read_checked
+
+    tone = 0.2 * np.sin(np.arange(16000) / 7.0)
+    sf.write(tmp_path / "offset.wav", (tone + 0.5).astype(np.float32), 16000, subtype="FLOAT")
+    sf.write(tmp_path / "small.wav", (tone + 0.001).astype(np.float32), 16000, subtype="FLOAT")
+    sf.write(tmp_path / "constant.wav", np.full(16000, 0.5, np.float32), 16000, subtype="FLOAT")
+    with caplog.at_level("WARNING"):
+        audio = read_checked(tmp_path / "offset.wav", "enrollment clip")
+    assert abs(float(np.mean(audio))) < 1e-6 and np.allclose(audio, tone, atol=1e-3)
+    assert "offset.wav: the enrollment clip has a DC offset of 0.500 of full scale: removed" in caplog.text
+    assert np.mean(read_checked(tmp_path / "small.wav", "noise")) == pytest.approx(0.001, abs=1e-4)  # kept
+    with pytest.raises(AudioError, match=r"constant\.wav: noise is silent"):
+        read_checked(tmp_path / "constant.wav", "noise")

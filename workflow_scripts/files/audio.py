@@ -25,6 +25,7 @@ SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # the files audio_files takes from a folder
 CLIP_LEVEL = 0.999  # a sample at |x| >= this counts as clipped
 CLIP_WARN_FRACTION = 0.01  # warn when more than this fraction of the samples is clipped
+DC_OFFSET_LIMIT = 0.01  # a recording whose mean is further from 0 has its offset removed
 log = logging.getLogger(__name__)
 
 
@@ -97,8 +98,13 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
 
 
 def read_checked(path: str | os.PathLike, what: str) -> np.ndarray:
-    """read_audio of a file that must not be silent; `what` names it in the error."""
+    """read_audio of a recording brought in from outside, which must not be silent; `what` names
+    it in the error. A DC offset beyond DC_OFFSET_LIMIT is removed, with a warning."""
     audio = read_audio(path)
+    offset = float(np.mean(audio))
+    if abs(offset) > DC_OFFSET_LIMIT:
+        log.warning("%s: the %s has a DC offset of %.3f of full scale: removed", path, what, offset)
+        audio = (audio - offset).astype(np.float32)
     if power(audio) == 0.0:
         raise AudioError(f"{path}: {what} is silent")
     return audio
