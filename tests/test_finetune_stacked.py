@@ -224,7 +224,8 @@ def test_demo_dag_has_one_stacked_job_per_speaker_and_model(tmp_path):
     assert counts["finetune_stacked"] == n_speakers * n_models
     assert counts["evaluate_finetuned"] == n_speakers * n_models * n_conditions
     stacked_outputs = {path for rule, output in jobs if rule == "finetune_stacked" for path in output.split(", ")}
-    assert len(stacked_outputs) == 3 * n_speakers * n_models * n_conditions
+    # each member's model, training log, run config and loss plot
+    assert len(stacked_outputs) == 4 * n_speakers * n_models * n_conditions
     # every fine-tuned model that evaluation reads is a stacked job's output
     run_log = run(REPO, workdir, "-n", "--printshellcmds")
     evaluated = set(re.findall(r"--model (results/finetune/\S+/model\.pt)", run_log))
