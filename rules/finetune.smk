@@ -4,7 +4,8 @@
 # config finetune_stacking.by: none (the default) fine-tunes each (model, source,
 # size, speaker) in a job of its own. by: speaker fine-tunes all of a speaker's
 # conditions (every source x data size) in one job per (model, speaker), as one
-# computation (workflow_scripts/training/: bench/RESULTS.md, "Fine-tuning throughput"),
+# computation (workflow_scripts/training/stacked_loop.py; its speed: bench/RESULTS.md,
+# "Fine-tuning throughput"),
 # into the same folders. The trade-off: a change to one condition (its speech, its
 # data size) reruns the speaker's whole stack; adding a speaker still runs only its
 # own jobs.

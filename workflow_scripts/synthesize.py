@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from workflow_scripts.files.audio import SAMPLE_RATE, atomic_dir, peak_normalize, resample
-from workflow_scripts.files.folders import write_speech_folder
+from workflow_scripts.files.folders import write_failure_table, write_speech_folder
 from workflow_scripts.files.sentences import read_sentence_file
 from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.tts import TTSBackend, add_backend_args, load_backend, parse_options
@@ -126,7 +126,7 @@ def synthesize_all(backend: TTSBackend, conditioning: dict, sentences: list[str]
 
 
 def write_synthesized_folder(out_dir: Path, sentences: list[str], results: dict, failures: list[dict],
-                        speaker: str, tts: str) -> pd.DataFrame:
+                             speaker: str, tts: str) -> pd.DataFrame:
     """manifest.csv (utt_id,path,text,duration_s,seed) + wavs + failures.csv, atomically."""
     rows = [
         {"utt_id": f"{speaker}_{tts}_{i:04d}", "audio": results[i][0], "text": sentences[i], "seed": results[i][1]}
@@ -134,8 +134,7 @@ def write_synthesized_folder(out_dir: Path, sentences: list[str], results: dict,
     ]
     with atomic_dir(out_dir) as tmp:
         manifest = write_speech_folder(tmp, rows, duration_decimals=6, extra_columns=("seed",))
-        failure_table = pd.DataFrame(failures, columns=["utt_index", "text", "reason"])
-        failure_table.to_csv(tmp / "failures.csv", index=False)
+        write_failure_table(tmp, failures)
     return manifest
 
 

@@ -1,6 +1,7 @@
 """The folder formats that steps hand to each other: their columns, readers and writers.
 
-- speech folder: `manifest.csv` (utt_id, path, text, duration_s) and the wavs it names;
+- speech folder: `manifest.csv` (utt_id, path, text, duration_s) and the wavs it names; a synthesized
+  one also `failures.csv` (utt_index, text, reason), the sentences it could not render;
 - noise folder: `noises.csv` (noise_id, path, kind) and the wavs it names;
 - test folder: `test.csv` (mixture_id, mixture, clean, noise_id, snr_db); `clean` is empty
   for a mixture without a clean reference.
@@ -24,6 +25,7 @@ from workflow_scripts.files.audio import SAMPLE_RATE, AudioError, read_audio, wr
 SPEECH_COLUMNS = ("utt_id", "path", "text", "duration_s")
 NOISE_COLUMNS = ("noise_id", "path", "kind")
 TEST_COLUMNS = ("mixture_id", "mixture", "clean", "noise_id", "snr_db")
+FAILURE_COLUMNS = ("utt_index", "text", "reason")  # failures.csv of a synthesized speech folder
 DURATION_DECIMALS = 4  # of `duration_s`
 
 
@@ -121,6 +123,13 @@ def _write_csv(csv_path: Path, table: pd.DataFrame, columns: tuple[str, ...]) ->
 def write_speech_table(folder: Path, table: pd.DataFrame) -> pd.DataFrame:
     """manifest.csv of a speech folder whose audio files are already where `path` says."""
     return _write_csv(Path(folder) / "manifest.csv", table, SPEECH_COLUMNS)
+
+
+def write_failure_table(folder: Path, failures: Iterable[dict]) -> pd.DataFrame:
+    """failures.csv of a synthesized speech folder: the sentences that could not be rendered
+    (utt_index, text, reason); written even when empty."""
+    return _write_csv(Path(folder) / "failures.csv", pd.DataFrame(list(failures), columns=FAILURE_COLUMNS),
+                      FAILURE_COLUMNS)
 
 
 def write_noise_table(folder: Path, table: pd.DataFrame) -> pd.DataFrame:
