@@ -1,6 +1,7 @@
 # The paper's table: mean per speaker, then over speakers, for the generalist,
 # gt and every TTS system at every data size and model size, for all speakers
 # and for real and virtual speakers apart, as the challenge reported; plus plots.
+# Each table is written as markdown (to paste) and as an HTML page (the report's).
 
 
 rule aggregate:
@@ -8,23 +9,33 @@ rule aggregate:
         eval_tables=list(eval_tables().values()),
         tts_scores=list(tts_score_summaries().values()),
     output:
-        summary_md=report(
-            "results/summary.md", category="Results", labels={"table": "summary"}
+        summary_md="results/summary.md",
+        summary_html=report(
+            "results/summary.html",
+            caption="../report/summary.rst",
+            category="PSE results",
+            labels={"result": "results table"},
         ),
         summary_csv="results/summary.csv",
         per_speaker="results/summary_per_speaker.csv",
-        tts_md=report(
-            "results/tts_summary.md", category="TTS", labels={"table": "tts scores"}
+        tts_md="results/tts_summary.md",
+        tts_html=report(
+            "results/tts_summary.html",
+            caption="../report/tts_summary.rst",
+            category="TTS quality",
+            labels={"result": "TTS scores table"},
         ),
         sdri_plot=report(
             "results/plots/sdri_by_condition.png",
-            category="Results",
-            labels={"plot": "SDRi by condition"},
+            caption="../report/sdri_by_condition.rst",
+            category="PSE results",
+            labels={"result": "SDRi by condition (plot)"},
         ),
         secs_plot=report(
             "results/plots/secs_vs_sdri.png",
-            category="TTS",
-            labels={"plot": "SECS vs SDRi"},
+            caption="../report/secs_vs_sdri.rst",
+            category="Analysis",
+            labels={"result": "SECS vs SDRi gain (plot)"},
         ),
     log:
         "logs/aggregate.log",
@@ -32,10 +43,8 @@ rule aggregate:
         "../envs/pse-torch.yaml"
     threads: 1
     params:
-        eval_tables=labelled_args(eval_tables()),
-        tts_scores=labelled_args(tts_score_summaries()),
         groups=" ".join(f"{s}={group}" for s, group in speakers.group.items()),
     shell:
-        "python -m workflow_scripts.aggregate --eval {params.eval_tables}"
-        " --tts-scores {params.tts_scores} --speaker-groups {params.groups}"
+        "python -m workflow_scripts.aggregate --eval {input.eval_tables}"
+        " --tts-scores {input.tts_scores} --speaker-groups {params.groups}"
         " --out-dir results 2> {log}"

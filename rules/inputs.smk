@@ -191,17 +191,12 @@ def finetune_stacks():
 def finetune_loss_plot(source="{source}", size="{size}"):
     """A fine-tuned model's loss plot in the report (the finetune rule's, or with a fixed
     source and size, a member's of a stacked rule)."""
-    labels = {
-        "speaker": "{speaker}",
-        "source": source,
-        "size": size,
-        "model": "{model}",
-    }
     return report(
         f"results/finetune/{{model}}/{source}/{size}/{{speaker}}/loss.png",
-        category="Fine-tuning",
-        subcategory=f"{{model}} {source} {size}",
-        labels=labels,
+        caption="../report/finetune_loss.rst",
+        category="Training curves",
+        subcategory="fine-tuning ConvTasNet {model}",
+        labels={"speaker": "{speaker}", "source": source, "size": size},
     )
 
 
@@ -277,10 +272,6 @@ def tts_score_summaries():
         for speaker in speakers.index
         if source != "gt" or speaker in GT_SPEAKERS
     }
-
-
-def labelled_args(tables):
-    return " ".join(shlex.quote(f"{label}={path}") for label, path in tables.items())
 
 
 # ---- rules/export.smk -----------------------------------------------------------------

@@ -13,8 +13,10 @@ rule pretrain:
         run_config="results/pretrain/{model}/config.yaml",
         loss_plot=report(
             "results/pretrain/{model}/loss.png",
-            category="Pre-training",
-            labels={"model": "{model}"},
+            caption="../report/pretrain_loss.rst",
+            category="Training curves",
+            subcategory="pre-training the generalist",
+            labels={"model": "ConvTasNet {model}"},
         ),
     log:
         "logs/pretrain/{model}.log",

@@ -18,7 +18,7 @@ from workflow_scripts import score_tts
 from workflow_scripts.scoring.asr import ASRUnavailable, WhisperTranscriber, load_asr
 from workflow_scripts.files.audio import SAMPLE_RATE, write_audio
 from workflow_scripts.scoring.mos import UTMOSPredictor, load_predictors, resolve_utmos_weights
-from workflow_scripts.scoring.report import tts_markdown
+from workflow_scripts.scoring.tables import tts_markdown
 from workflow_scripts.scoring.results import read_tts_scores
 from workflow_scripts.scoring.speaker_similarity import load_xvector_encoder
 from workflow_scripts.testing.tiny_models import build_tiny_whisper, build_tiny_xvector
@@ -92,25 +92,33 @@ def test_missing_utmos_weights_leave_the_column_empty_and_say_why(scored, world)
     assert str(world["models"] / "huggingface") in summary["utmos_reason"]
 
 
-def test_aggregate_tts_table_shows_every_score_and_reason(scored, world):
+def test_aggregate_tts_table_shows_every_score_and_each_reason_once(scored, world):
     tts = read_tts_scores([
         {"source": "gt", "speaker": "spk01", "path": str(world["root"] / "tts.json")},
         {"source": "clone", "speaker": "spk01", "path": str(world["root"] / "tts.json")},
     ])
     markdown = tts_markdown(tts)
     header = next(line for line in markdown.splitlines() if line.startswith("| Source |"))
-    for title in ("SECS (resemblyzer)", "SECS (x-vector)", "WER", "UTMOS", "DNSMOS OVRL", "DistillMOS", "ASR"):
-        assert title in header
+    titles = [cell.strip() for cell in header.strip("|").split("|")]
+    assert titles[:7] == ["Source", "SECS x-vector (cos)", "SECS resemblyzer (cos)", "WER (%)", "UTMOS (1-5)",
+                          "DNSMOS OVRL (1-5)", "DistillMOS (1-5)"]
     gt_row = next(line for line in markdown.splitlines() if line.startswith("| gt |"))
     cells = [cell.strip() for cell in gt_row.strip("|").split("|")]
     summary = scored[1]
-    assert cells[1] == f"{summary['secs_resemblyzer_mean']:.3f}"
-    assert cells[2] == f"{summary['secs_xvector_mean']:.3f}"
-    assert cells[3] == f"{summary['wer']:.3f}"
-    assert cells[4] == "n/a: UTMOS weights not available offline"
+    assert cells[1] == f"{summary['secs_xvector_mean']:.3f}"
+    assert cells[2] == f"{summary['secs_resemblyzer_mean']:.3f}"
+    assert cells[3] == f"{100 * summary['wer']:.1f}"
+    assert cells[4] == "n/a¹"  # UTMOS: no weights offline
     assert cells[5] == f"{summary['dnsmos_ovrl_mean']:.2f}" and cells[6] == f"{summary['distillmos_mean']:.2f}"
-    assert cells[7] == "whisper-tiny-random"
-    assert "## Not available" in markdown and summary["utmos_reason"] in markdown
+    # the reason once, below the tables, however many cells cite it
+    assert markdown.count(summary["utmos_reason"]) == 1
+    assert f"- ¹ UTMOS: {summary['utmos_reason']}" in markdown
+    assert markdown.count("n/a¹") == 4  # per source (2) and per speaker (2)
+    # per-speaker tables stay narrow
+    for line in markdown.splitlines():
+        if line.startswith("| Source | Speaker |"):
+            assert line.count("|") - 1 <= 9, line
+    assert "whisper-tiny-random" in markdown
 
 
 def test_aggregate_reads_summaries_written_before_these_scores(tmp_path):
@@ -119,7 +127,7 @@ def test_aggregate_reads_summaries_written_before_these_scores(tmp_path):
                                "asr_reason": ""}))
     tts = read_tts_scores([{"source": "gt", "speaker": "spk01", "path": str(old)}])
     assert tts.secs[0] == 0.9 and tts.wer[0] == 0.25 and math.isnan(tts.utmos[0])
-    assert "n/a: not in old.json" in tts_markdown(tts)
+    assert "n/a¹" in tts_markdown(tts) and "UTMOS: not in old.json" in tts_markdown(tts)
     with pytest.raises(FileNotFoundError, match="missing.json: TTS score summary not found"):
         read_tts_scores([{"source": "gt", "speaker": "spk01", "path": str(tmp_path / "missing.json")}])
 

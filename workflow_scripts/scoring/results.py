@@ -21,6 +21,29 @@ INPUT_METRIC_TITLES = {"sdr_in_db": "SDR", "estoi_in": "eSTOI", "pesq_in": "PESQ
 GENERALIST = "generalist"
 
 
+def eval_table_labels(path: Path) -> dict:
+    """model, source, size and speaker of an evaluation table, from its path:
+    `.../MODEL/generalist/SPEAKER.csv` (size "-") or `.../MODEL/SOURCE/SIZE/SPEAKER.csv`."""
+    path = Path(path)
+    parts = path.with_suffix("").parts
+    if path.suffix != ".csv" or len(parts) < 3:
+        raise ValueError(f"{path}: not an evaluation table path (MODEL/generalist/SPEAKER.csv or"
+                         " MODEL/SOURCE/SIZE/SPEAKER.csv)")
+    if parts[-2] == GENERALIST:
+        return {"model": parts[-3], "source": GENERALIST, "size": "-", "speaker": parts[-1], "path": str(path)}
+    if len(parts) < 4:
+        raise ValueError(f"{path}: not an evaluation table path (MODEL/SOURCE/SIZE/SPEAKER.csv)")
+    return {"model": parts[-4], "source": parts[-3], "size": parts[-2], "speaker": parts[-1], "path": str(path)}
+
+
+def tts_score_labels(path: Path) -> dict:
+    """source and speaker of a TTS score summary, from its path `.../SOURCE/SPEAKER.json`."""
+    path = Path(path)
+    if path.suffix != ".json" or len(path.parts) < 2:
+        raise ValueError(f"{path}: not a TTS score summary path (SOURCE/SPEAKER.json)")
+    return {"source": path.parent.name, "speaker": path.stem, "path": str(path)}
+
+
 def read_eval_tables(entries: list[dict]) -> pd.DataFrame:
     """Concatenate per-utterance evaluation tables with their labels."""
     frames = []
@@ -116,8 +139,9 @@ def summarize(speaker_means: pd.DataFrame, tts: pd.DataFrame) -> pd.DataFrame:
             row["SDRi_sd"] = group["sdri_db"].std(ddof=1) if len(group) > 1 else np.nan
             scores = tts[tts.source == source] if len(tts) else tts
             if source != GENERALIST and len(scores):
+                row["SECS_xvector"] = scores.secs_xvector.mean()
                 row["SECS"] = scores.secs.mean()
-                row["WER"] = scores.wer.mean() if scores.wer.notna().any() else np.nan
+                row["WER_pct"] = 100 * scores.wer.mean() if scores.wer.notna().any() else np.nan
                 row["ASR"] = ",".join(sorted(scores.asr.unique()))
             rows.append(row)
     return pd.DataFrame(rows)
