@@ -171,31 +171,38 @@ def report_data(html: str, name: str) -> dict:
     return json.loads(match.group(1))
 
 
-def test_report_holds_the_tables_and_plots_with_labels(touched, tmp_path):
+def test_report_shows_every_table_and_plot_with_a_caption_by_question(touched, tmp_path):
     workflow, workdir = touched
     report_html = tmp_path / "report.html"
     run(workflow, workdir, "--report", str(report_html))
     html = report_html.read_text()
     results, categories = report_data(html, "results"), report_data(html, "categories")
-    assert set(categories) == {"Results", "TTS", "Pre-training", "Fine-tuning"}
+    assert set(categories) == {"PSE results", "TTS quality", "Analysis", "Training curves"}
 
-    summary = results["results/summary.md"]
-    assert summary["labels"] == {"table": "summary"} and summary["mime_type"] == "text/markdown"
-    assert embedded(summary) == (workdir / "results" / "summary.md").read_bytes()
+    # the tables as HTML pages the browser shows (markdown would be downloaded)
+    for table, category in (("results/summary.html", "PSE results"), ("results/tts_summary.html", "TTS quality")):
+        assert results[table]["mime_type"] == "text/html", table
+        assert embedded(results[table]) == (workdir / "results" / table.split("/")[-1]).read_bytes()
+        assert table in categories[category]["Other"]
     for plot in [
         "results/plots/sdri_by_condition.png",
         "results/plots/secs_vs_sdri.png",
         "results/pretrain/tiny/loss.png",
     ]:
         assert embedded(results[plot]).startswith(b"\x89PNG"), plot
-    assert "results/tts_summary.md" in categories["TTS"]["Other"]
+    # every item says what it shows; within a category every item has the same label keys
+    for path, result in results.items():
+        assert len(result["caption"]) > 200, path
+    for category in categories.values():
+        for paths in category.values():
+            assert len({tuple(sorted(results[p]["labels"])) for p in paths}) == 1, paths
 
     finetuned = [path for path in results if path.startswith("results/finetune/")]
     assert len(finetuned) == len(CI_SPEAKERS) * 2 * 2
     for path in finetuned:
         _, _, model, source, size, speaker, _ = path.split("/")
-        assert results[path]["labels"] == {"speaker": speaker, "source": source, "size": size, "model": model}
-        assert path in categories["Fine-tuning"][f"{model} {source} {size}"]
+        assert results[path]["labels"] == {"speaker": speaker, "source": source, "size": size}
+        assert path in categories["Training curves"][f"fine-tuning ConvTasNet {model}"]
 
 
 def embedded(result: dict) -> bytes:

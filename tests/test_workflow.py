@@ -195,7 +195,7 @@ def test_parsing_the_snakefile_writes_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_ci_config_runs_end_to_end_and_adding_a_speaker_reruns_only_it(tmp_path):
+def test_ci_config_runs_end_to_end_reproducibly_and_adding_a_speaker_reruns_only_it(tmp_path):
     config = load_config("tests/config/ci.yaml")
     sheet = (REPO / "tests" / "config" / "ci_speakers.tsv").read_text()
     workdir = make_workdir(tmp_path, config, sheet)
@@ -212,6 +212,14 @@ def test_ci_config_runs_end_to_end_and_adding_a_speaker_reruns_only_it(tmp_path)
 
     # nothing left to do
     assert planned_jobs(workdir) == []
+
+    # reproducible: every job run again from scratch (data, training, scoring) with the same
+    # seeds on the same machine gives the same tables, byte for byte
+    tables = ["summary.csv", "summary_per_speaker.csv", "summary.md", "tts_summary.md"]
+    first = {name: (workdir / "results" / name).read_bytes() for name in tables}
+    snakemake(workdir, "--cores", "2", "--forceall")
+    for name in tables:
+        assert (workdir / "results" / name).read_bytes() == first[name], f"{name} differs on a rerun"
 
     # a new speaker: only its own jobs and the aggregate ones
     (workdir / "speakers.tsv").write_text(sheet + "ciC\t13\n")
