@@ -28,6 +28,9 @@ def schema_keys(node: dict, defs: dict, prefix: tuple = (), required: bool = Fal
     if "properties" in node:
         for name, child in node["properties"].items():
             yield from schema_keys(child, defs, (*prefix, name), name in node.get("required", []))
+        for branch in ("then", "else"):  # keys that only some values allow (if/then)
+            if "properties" in node.get(branch, {}):
+                yield from schema_keys(node[branch], defs, prefix, required)
     elif isinstance(entries, dict) and ("properties" in entries or "$ref" in entries):
         yield from schema_keys(entries, defs, (*prefix, ANY_NAME), required)
     else:
