@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from workflow_scripts.tts import BACKENDS as TTS_BACKENDS
+from workflow_scripts.world import user_files
 
 # each field checked, and every default of the schema filled in
 validate(config, schema="../schemas/config.schema.yaml")
@@ -96,6 +97,22 @@ def speaker_row_problem(row):
 
 
 speakers = read_speaker_sheet(config["speakers"])
+
+
+def check_user_files():
+    """Each speaker's own files against what the jobs will ask of them (world.user_files)."""
+    sentences = user_files.synthesis_demand(
+        DATA_SIZES, CONDITIONS, TTS_SYSTEMS, NUM_UTTERANCES, TRACK1_UTTERANCES
+    )
+    gt = user_files.largest_size(DATA_SIZES, CONDITIONS.get("gt", []), "gt")
+    min_seconds = config["enrollment"]["min_seconds"]
+    for number, speaker in enumerate(speakers.index, start=1):
+        if speaker in FILE_SPEAKERS:  # a row without file columns reads nothing
+            problem = user_files.user_files_problem(
+                speaker_row(speaker), min_seconds, sentences, gt
+            )
+            if problem:
+                raise sheet_error(config["speakers"], number, speaker, problem)
 
 
 def speaker_row(speaker):
@@ -225,6 +242,7 @@ NUM_UTTERANCES = max(
     + [TRACK1_UTTERANCES if "task1" in EXPORT else 0]
 )
 GT_UTTERANCES = utterances_of(CONDITIONS.get("gt", []))
+check_user_files()  # (defined with the sheet check) before any job: the sizes are known now
 
 
 def _alternatives(names):
