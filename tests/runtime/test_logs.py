@@ -74,7 +74,7 @@ def refresh(writer: logs.ProgressLines, state: str) -> None:
 def test_a_slow_bar_is_written_once_per_interval():
     clock, out = Clock(), io.StringIO()
     writer = logs.ProgressLines(out, interval_s=30.0, step_percent=10, clock=clock)
-    for second in range(0, 311):  # one refresh a second, 0.1% a second
+    for second in range(311):  # one refresh a second, 0.1% a second
         clock.now_s = float(second)
         refresh(writer, f"train:   {second // 10}%|#  | {second}/3000 [00:00<00:00, 1.00step/s]")
     writer.close()  # at exit: the last state, not written yet
