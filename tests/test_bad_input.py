@@ -300,6 +300,55 @@ def test_evaluate_checkpoint_with_mismatched_keys(tmp_path):
     assert_no_eval_output(out)
 
 
+def truncated_copy(path: Path) -> Path:
+    """`path` cut to half its length, as a copy or a transfer that stopped leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_evaluate_truncated_checkpoint_says_to_delete_it(tmp_path):
+    test_dir = tmp_path / "test"
+    write_test_folder(test_dir)
+    model_pt = truncated_copy(tiny_checkpoint(tmp_path / "model.pt"))
+    out = tmp_path / "eval"
+    with pytest.raises(CheckpointError, match=r"model\.pt: not a readable checkpoint \(truncated or corrupt: .*\);"
+                                              r" if the workflow made it, delete it and rerun"):
+        evaluate.main(evaluate_args(model_pt, test_dir, out))
+    assert_no_eval_output(out)
+
+
+def test_finetune_from_a_truncated_generalist_says_to_delete_it(tmp_path):
+    speech, noises = tmp_path / "speech", tmp_path / "noises"
+    write_speech_folder(speech, 4)
+    write_audio(noises / "white.wav", voiced(1.0))
+    pd.DataFrame({"noise_id": ["white"], "path": ["white.wav"], "kind": ["white"]}).to_csv(
+        noises / "noises.csv", index=False)
+    init = truncated_copy(tiny_checkpoint(tmp_path / "generalist.pt"))
+    out_dir = tmp_path / "finetune" / "spk"
+    with pytest.raises(CheckpointError, match=r"generalist\.pt: not a readable checkpoint \(truncated or corrupt"):
+        finetune.main(["--init", str(init), "--speech-dir", str(speech), "--num-train", "2", "--num-val", "2",
+                       "--noise-dir", str(noises), "--out-dir", str(out_dir), "--device", "cpu"])
+    assert_no_output(out_dir)
+
+
+def test_synthesize_truncated_voice_file_says_to_delete_it(tmp_path, voice_pt, monkeypatch):
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the backend was loaded before the voice file was read")
+
+    monkeypatch.setattr(synthesize, "load_backend", must_not_load)
+    truncated_copy(voice_pt)
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("One sentence.\n")
+    out_dir = tmp_path / "speech" / "spk"
+    with pytest.raises(ValueError, match=r"voice\.pt: not a readable voice conditioning file \(truncated or"
+                                         r" corrupt: .*\); delete it and rerun: snakemake will rebuild it"):
+        synthesize.main(["--backend", "recording", "--voice", str(voice_pt), "--sentences", str(sentences),
+                         "--num-utterances", "1", "--speaker", "spk", "--tts", "rec", "--device", "cpu",
+                         "--out-dir", str(out_dir)])
+    assert_no_output(out_dir)
+
+
 # ---- config and speaker sheet (snakemake -n) --------------------------------------------------------
 
 

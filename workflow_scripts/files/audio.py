@@ -4,12 +4,16 @@ Every reader checks the file before any heavy work and names it in the error;
 every writer writes to a temporary name and renames it when complete, so a
 killed job never leaves a file that looks finished. What is written gets the mode
 an ordinary write would give (0666 for files and 0777 for folders, less the
-umask), so that collaborators sharing a results folder can read it.
+umask), so that collaborators sharing a results folder can read it. A write that
+fails for want of space (a full disk, a quota) removes its temporary file and is
+reported naming the output and the cause.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import logging
 import os
 import shutil
@@ -26,6 +30,8 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # the files audio_files take
 CLIP_LEVEL = 0.999  # a sample at |x| >= this counts as clipped
 CLIP_WARN_FRACTION = 0.01  # warn when more than this fraction of the samples is clipped
 DC_OFFSET_LIMIT = 0.01  # a recording whose mean is further from 0 has its offset removed
+# a write failing with one of these is reported as the output's (see not_written)
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 log = logging.getLogger(__name__)
 
 
@@ -135,21 +141,46 @@ def process_umask() -> int:
     return mask
 
 
+def not_written(path: Path, exc: OSError) -> OSError:
+    """The error of an output that could not be written for want of space: it names the output
+    (not its temporary name) and the cause, with the same errno."""
+    cause = os.strerror(exc.errno) if exc.errno else str(exc)
+    return OSError(exc.errno, f"{path}: not written: {cause} (nothing of it was left behind)")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
-    """Yield a temporary file name beside `path` that becomes `path` only on success."""
+    """Yield a temporary file name beside `path` that becomes `path` only on success. On any
+    error the temporary file is removed; a full disk or quota is reported by not_written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp makes it private
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp makes it private
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+            raise not_written(path, exc) from exc
         raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
+    """Write `data` to `path` atomically through os.write, so that a write that fails midway
+    (a full disk) raises at once and leaves nothing behind."""
+    with atomic_path(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
@@ -160,8 +191,15 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
         raise AudioError(f"{path}: expected mono audio, got shape {audio.shape}")
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{path}: refusing to write NaN or Inf samples")
-    with atomic_path(path, ".tmp.wav") as tmp:
-        sf.write(tmp, audio, sample_rate, subtype="FLOAT")
+    write_bytes(path, wav_bytes(audio, sample_rate, "FLOAT"))
+
+
+def wav_bytes(audio: np.ndarray, sample_rate: int, subtype: str) -> memoryview:
+    """The bytes of a WAV file of `audio` (encoded in memory: libsndfile writing to disk itself
+    would not say which write failed, or why)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, sample_rate, subtype=subtype, format="WAV")
+    return buffer.getbuffer()
 
 
 PCM16_MAX = 32767 / 32768  # the largest sample 16-bit PCM holds
@@ -176,25 +214,27 @@ def write_pcm16(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{path}: refusing to write NaN or Inf samples")
     clipped = int(np.count_nonzero((audio > PCM16_MAX) | (audio < -1.0)))
-    with atomic_path(path, ".tmp.wav") as tmp:
-        sf.write(tmp, np.clip(audio, -1.0, PCM16_MAX), sample_rate, subtype="PCM_16")
+    write_bytes(path, wav_bytes(np.clip(audio, -1.0, PCM16_MAX), sample_rate, "PCM_16"))
     return clipped
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike):
-    """Yield a temporary sibling folder that becomes `path` only on success."""
+    """Yield a temporary sibling folder that becomes `path` only on success; on any error it is
+    removed, and a full disk or quota is reported by not_written (naming `path`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~process_umask())  # mkdtemp makes it private
     try:
+        os.chmod(tmp, 0o777 & ~process_umask())  # mkdtemp makes it private
         yield tmp
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+            raise not_written(path, exc) from exc
         raise
 
 
@@ -212,9 +252,8 @@ def staging_dir(out_dir: str | os.PathLike):
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    """Write a text file (UTF-8) atomically."""
+    write_bytes(path, text.encode())
 
 
 def peak_normalize(audio: np.ndarray, peak: float = 0.9) -> np.ndarray:

@@ -24,9 +24,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from workflow_scripts.files.audio import atomic_path
+from workflow_scripts.files.checkpoints import REBUILD, TorchFileError, load_torch, save_torch
 
 MODEL_NAME = "ConvTasNet"
+# a checkpoint may be the workflow's (model.pt) or the user's (config generalist.checkpoint)
+CHECKPOINT_REMEDY = f"if the workflow made it, {REBUILD}; if it is a file of your own, replace it"
 
 # size -> (bn_chan B, hid_chan H)
 MODEL_SIZES = {"tiny": (8, 32), "small": (16, 64), "medium": (32, 128), "large": (64, 256)}
@@ -228,15 +230,16 @@ def count_parameters(model: nn.Module) -> int:
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[ConvTasNet, dict]:
     """Load a checkpoint (ours or the challenge's) with strict key matching.
 
-    Returns (model in eval mode, the checkpoint dict).
+    Returns (model in eval mode, the checkpoint dict). A file that is missing, unreadable
+    (truncated or corrupt) or not a ConvTasNet checkpoint raises CheckpointError naming it.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
+        checkpoint = load_torch(path, "checkpoint", CHECKPOINT_REMEDY, map_location)
+    except TorchFileError as exc:
+        raise CheckpointError(str(exc)) from None
     if not isinstance(checkpoint, dict) or "model_state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a model checkpoint (no 'model_state_dict')")
     name = str(checkpoint.get("model_name", MODEL_NAME))
@@ -263,5 +266,4 @@ def save_checkpoint(path: str | os.PathLike, model: ConvTasNet, extra: dict | No
         "model_state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         **(extra or {}),
     }
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    save_torch(checkpoint, path)

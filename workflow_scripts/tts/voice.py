@@ -8,29 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workflow_scripts.files.audio import atomic_path
+from workflow_scripts.files.checkpoints import load_torch, save_torch
 
 VOICE_KEYS = ("backend", "options", "conditioning")
 
 
 def write_voice(record: dict, path: Path) -> None:
     """torch.save to a temporary name beside `path`, then rename."""
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(record, tmp)
+    save_torch(record, path)
 
 
 def read_voice(voice_pt: Path, backend_name: str) -> dict:
-    """The conditioning file written by clone_voice, checked to belong to `backend_name`."""
-    import torch
-
-    if not voice_pt.is_file():
-        raise FileNotFoundError(f"{voice_pt}: voice conditioning file not found")
-    try:
-        record = torch.load(voice_pt, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"{voice_pt}: cannot read voice conditioning ({exc})") from exc
+    """The conditioning file written by clone_voice, checked to belong to `backend_name`. A
+    missing file raises FileNotFoundError, a truncated or corrupt one TorchFileError (a
+    ValueError) saying to delete it, both naming the file."""
+    record = load_torch(voice_pt, "voice conditioning file")
     if not isinstance(record, dict) or not set(VOICE_KEYS) <= set(record):
         raise ValueError(
             f"{voice_pt}: not a voice conditioning file (expected keys {', '.join(VOICE_KEYS)})"
