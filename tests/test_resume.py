@@ -145,5 +145,36 @@ def test_resume_in_process_and_a_file_of_another_recipe_is_ignored(
     other = Recipe(**{**recipe.__dict__, "lr": 5e-4, "max_steps": 1})
     with caplog.at_level(logging.INFO, logger="workflow_scripts.training"):
         result = train(fresh_model(), mixer, val_pairs, other, torch.device("cpu"), resume_file, 2)
-    assert "resume file of another recipe" in caplog.text and "resumed from" not in caplog.text
+    assert "resume file of another run (lr 0.001 in the file, 0.0005 now; max_steps 4 in the file, 1 now)" in (
+        caplog.text
+    ), caplog.text
+    assert "resumed from" not in caplog.text
     assert [row["step"] for row in result.history] == [0, 1]
+
+
+def test_a_truncated_resume_file_is_ignored_with_a_warning(speech_dir, noise_dir, tmp_path, caplog, one_thread):
+    # a resume file is a cache: one cut short is named in a warning, and the run starts from step 0
+    utterances = load_utterances(read_speech_folder(speech_dir).iloc[:3])
+    _, noises = load_noises(noise_dir)
+    recipe = Recipe(batch_size=2, crop_seconds=0.25, max_steps=4, val_every=2, patience=9, seed=3)
+    mixer, val_pairs = CropMixer(utterances[1:], noises, recipe), validation_set(utterances[:1], noises, 3)
+    resume_file = tmp_path / "run.resume.pt"
+
+    def fresh_model():
+        from workflow_scripts.model.convtasnet import build_model
+
+        torch.manual_seed(0)
+        return build_model("tiny")
+
+    straight = train(fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, resume_every=2)
+    whole = resume_file.read_bytes()
+    resume_file.write_bytes(whole[: len(whole) // 2])
+
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.training"):
+        result = train(fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, 2)
+    warning = f"{resume_file}: unreadable resume file (truncated or corrupt: "
+    assert warning in caplog.text and "ignored, starting from step 0" in caplog.text, caplog.text
+    assert "resumed from" not in caplog.text
+    pd.testing.assert_frame_equal(pd.DataFrame(result.history), pd.DataFrame(straight.history), check_exact=True)
+    # the run wrote a whole one again in its place
+    assert torch.load(resume_file, weights_only=False)["loop"]["step"] == 2

@@ -49,7 +49,7 @@ from workflow_scripts.training.recipe import (
     add_recipe_args,
     recipe_from_args,
 )
-from workflow_scripts.training.resume import remove_resume, run_fingerprint
+from workflow_scripts.training.resume import RunFingerprint, remove_resume, run_fingerprint
 from workflow_scripts.training.stacked_data import CropMixerBatches, DeviceCropMixer, StackedValidation
 from workflow_scripts.training.stacked_loop import PRECISIONS, train_stacked
 
@@ -157,11 +157,12 @@ def member_config(args: argparse.Namespace, member: Member, num_members: int) ->
     }
 
 
-def stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) -> str:
+def stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) -> RunFingerprint:
     """training.resume.run_fingerprint of what a stacked run depends on: recipe,
     precision, batches, the generalist's weights, and every member's training
     and validation audio in order."""
-    settings = [asdict(recipe), args.precision, args.batches, len(train_sets)]
+    settings = {"recipe": asdict(recipe), "precision": args.precision, "batches": args.batches,
+                "members": len(train_sets)}
     validation = [[a for pair in pairs for a in pair] for pairs in val_sets]
     return run_fingerprint(settings, generalist, [noises, *train_sets, *validation])
 
@@ -210,7 +211,7 @@ def main(argv=None) -> None:
         batches = DeviceCropMixer(train_sets, [noises] * len(members), recipes, device, seed=recipe.seed)
     validation = StackedValidation(val_sets, device)
     models = [copy.deepcopy(generalist) for _ in members]
-    fingerprint = stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) if args.resume_file else ""
+    fingerprint = stack_fingerprint(args, recipe, generalist, train_sets, val_sets, noises) if args.resume_file else None
     results = train_stacked(models, batches, validation, recipes, device, precision=args.precision,
                             resume_file=args.resume_file, fingerprint=fingerprint, resume_every=args.resume_every)
 

@@ -8,6 +8,8 @@ over the few steps run.
 """
 
 import copy
+import dataclasses
+import logging
 import os
 import signal
 
@@ -22,6 +24,7 @@ from workflow_scripts.model.stacked import StackedConvTasNet
 from workflow_scripts.training.data import CropMixer, validation_set
 from workflow_scripts.training.loop import mean_validation_sdr, train
 from workflow_scripts.training.recipe import Recipe
+from workflow_scripts.training.resume import run_fingerprint
 from workflow_scripts.training.stacked_data import CropMixerBatches, DeviceCropMixer, StackedValidation
 from workflow_scripts.training.stacked_loop import train_stacked
 
@@ -210,7 +213,7 @@ class SigtermAt:
 
 
 @pytest.mark.parametrize("kind", ["device", "plain"])
-def test_killed_stack_resumes_where_it_stopped(tmp_path, kind):
+def test_killed_stack_resumes_where_it_stopped(tmp_path, kind, caplog):
     # Model 1 stops early (step 2) before the SIGTERM at step 4, so the resume
     # file holds a finished model, a compacted stack and a mid-window loss sum.
     recipes = [
@@ -220,19 +223,25 @@ def test_killed_stack_resumes_where_it_stopped(tmp_path, kind):
     ]
     data = [model_data(k) for k in range(3)]
 
-    def run(resume_file=None, fingerprint="run", sigterm_at=None):
+    def fingerprint(run_recipes):
+        """What the stacked step hashes: the recipes, the initial weights and every model's audio."""
+        settings = {"recipes": [dataclasses.asdict(r) for r in run_recipes]}
+        audio = [a for utterances, noises, pairs in data for a in [utterances, noises, [x for p in pairs for x in p]]]
+        return run_fingerprint(settings, initial_models(1, Float64ConvTasNet, torch.float64)[0], audio)
+
+    def run(resume_file=None, run_recipes=recipes, sigterm_at=None):
         models = initial_models(3, Float64ConvTasNet, torch.float64)
         if kind == "device":
-            batches = DeviceCropMixer([d[0] for d in data], [d[1] for d in data], recipes, seed=0)
+            batches = DeviceCropMixer([d[0] for d in data], [d[1] for d in data], run_recipes, seed=0)
         else:
-            batches = CropMixerBatches([CropMixer(u, n, r) for (u, n, _), r in zip(data, recipes)], recipes)
+            batches = CropMixerBatches([CropMixer(u, n, r) for (u, n, _), r in zip(data, run_recipes)], run_recipes)
         if sigterm_at is not None:
             batches = SigtermAt(batches, sigterm_at)
         validation = StackedValidation([d[2] for d in data])
         step_losses = []
-        results = train_stacked(models, batches, validation, recipes, "cpu", dtype=torch.float64,
+        results = train_stacked(models, batches, validation, run_recipes, "cpu", dtype=torch.float64,
                                 step_losses=step_losses, progress=False, resume_file=resume_file,
-                                fingerprint=fingerprint, resume_every=100)
+                                fingerprint=fingerprint(run_recipes), resume_every=100)
         return results, models, step_losses
 
     whole, whole_models, whole_losses = run()
@@ -245,9 +254,15 @@ def test_killed_stack_resumes_where_it_stopped(tmp_path, kind):
     saved = torch.load(resume, weights_only=False)
     assert saved["loop"]["step"] == 4 and saved["loop"]["ids"] == [0, 2]
 
-    # a resume file of another run (fingerprint) is ignored: that run starts at step 0
-    _, _, other_losses = run(resume, fingerprint="another run")
+    # a resume file of another recipe (model 2's lr) is ignored, the log says what differs, and
+    # that run starts at step 0
+    other_recipes = [*recipes[:2], dataclasses.replace(recipes[2], lr=1e-4)]
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.training"):
+        _, _, other_losses = run(resume, run_recipes=other_recipes)
+    assert "recipes[2].lr 0.0003 in the file, 0.0001 now" in caplog.text, caplog.text
+    assert "resumed from" not in caplog.text
     assert [len(c) for c in other_losses] == [len(c) for c in whole_losses]
+    assert torch.load(resume, weights_only=False)["loop"]["step"] == 4, "the ignored file was overwritten"
 
     # the run itself continues from step 4 and ends exactly as the uninterrupted one
     resumed, resumed_models, resumed_losses = run(resume)

@@ -26,7 +26,7 @@ from workflow_scripts.model.enhance import enhance
 from workflow_scripts.scoring.metrics import neg_sdr_loss, sdr_db, si_sdr_db
 from workflow_scripts.training.data import CropMixer
 from workflow_scripts.training.recipe import GRAD_CLIP_NORM, RESUME_EVERY, VAL_METRICS, Recipe
-from workflow_scripts.training.resume import ResumeFile, run_fingerprint
+from workflow_scripts.training.resume import ResumeFile, RunFingerprint, run_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class BatchStream:
             self._thread.shutdown(wait=True)
 
 
-def training_fingerprint(model: ConvTasNet, mixer: CropMixer, val_pairs, recipe: Recipe) -> str:
+def training_fingerprint(model: ConvTasNet, mixer: CropMixer, val_pairs, recipe: Recipe) -> RunFingerprint:
     """run_fingerprint of recipe, initial model, training and validation audio."""
     validation = [a for pair in val_pairs for a in pair]
     return run_fingerprint(asdict(recipe), model, (mixer.utterances, mixer.noises, validation))
@@ -175,7 +175,7 @@ def train(
     column, label = VAL_METRICS[recipe.val_metric]
     validate = validation_scorer(val_pairs, recipe.val_metric, device)
 
-    fingerprint = training_fingerprint(model, mixer, val_pairs, recipe) if resume_file is not None else ""
+    fingerprint = training_fingerprint(model, mixer, val_pairs, recipe) if resume_file is not None else None
     resume = ResumeFile(resume_file, "single", fingerprint, resume_every, device)
     saved = resume.load()
     if saved is not None:

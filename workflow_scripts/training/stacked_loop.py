@@ -33,7 +33,7 @@ from workflow_scripts.model.stacked import StackedConvTasNet
 from workflow_scripts.training.data import MAX_DRAWS
 from workflow_scripts.training.loop import TrainResult
 from workflow_scripts.training.recipe import GRAD_CLIP_NORM, STACKED_RESUME_EVERY, Recipe, check_shared
-from workflow_scripts.training.resume import ResumeFile
+from workflow_scripts.training.resume import ResumeFile, RunFingerprint
 from workflow_scripts.training.stacked_data import StackedValidation
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,8 @@ class StackedStep:
 
 def train_stacked(models: list[ConvTasNet], batches, validation: StackedValidation, recipes: list[Recipe],
                   device="cpu", *, dtype=torch.float32, precision: str = "fp32", step_losses: list | None = None,
-                  progress: bool = True, resume_file: str | Path | None = None, fingerprint: str = "",
+                  progress: bool = True, resume_file: str | Path | None = None,
+                  fingerprint: RunFingerprint | None = None,
                   resume_every: int = STACKED_RESUME_EVERY) -> list:
     """training.loop.train for K models at once.
 
@@ -171,9 +172,9 @@ def train_stacked(models: list[ConvTasNet], batches, validation: StackedValidati
     early-stopping bookkeeping of every model, the models already finished,
     the crop sampler's random state) is written there every `resume_every`
     steps and on SIGTERM (after the step under way, then SystemExit), and a
-    run given a file that holds a state of the same `fingerprint` (what the
-    caller's data, models and recipe hash to) continues from it: on the CPU it
-    ends exactly as an uninterrupted run (see `training.resume`).
+    run given a file that holds a state of the same `fingerprint` (the
+    caller's run_fingerprint of its recipe, models and data) continues from it:
+    on the CPU it ends exactly as an uninterrupted run (see `training.resume`).
     """
     if len(models) != len(recipes):
         raise ValueError(f"{len(models)} models but {len(recipes)} recipes")
