@@ -102,10 +102,9 @@ def test_a_finished_file_is_kept_when_its_rewrite_fills_the_disk(tmp_path, disk_
 def test_a_folder_whose_file_fills_the_disk_is_named_and_removed(tmp_path, disk_with_room):
     disk_with_room(5000)
     output = tmp_path / "run"
-    with pytest.raises(OSError) as error:
-        with atomic_dir(output) as folder:
-            atomic_write_text(folder / "config.yaml", "seed: 0\n")
-            save_checkpoint(folder / "model.pt", tiny_model())
+    with pytest.raises(OSError) as error, atomic_dir(output) as folder:
+        atomic_write_text(folder / "config.yaml", "seed: 0\n")
+        save_checkpoint(folder / "model.pt", tiny_model())
     assert_names_output_and_cause(error, output)
     assert "model.pt: not written" in str(error.value.__cause__)
     assert_nothing_left(tmp_path)
@@ -116,17 +115,15 @@ def test_any_writer_inside_atomic_path_reports_a_full_disk_or_quota(tmp_path, co
     # writers that write the file themselves (pandas, matplotlib) fail with the OSError of the
     # system call: atomic_path names the output all the same
     output = tmp_path / "table.csv"
-    with pytest.raises(OSError) as error:
-        with atomic_path(output) as tmp:
-            tmp.write_text("partial")
-            raise OSError(code, os.strerror(code))
+    with pytest.raises(OSError) as error, atomic_path(output) as tmp:
+        tmp.write_text("partial")
+        raise OSError(code, os.strerror(code))
     assert error.value.errno == code and f"{output}: not written: {os.strerror(code)}" in str(error.value)
     assert_nothing_left(tmp_path)
 
 
 def test_other_errors_inside_atomic_path_pass_through_unchanged(tmp_path):
     # an input missing while an output is written is the input's error, not the output's
-    with pytest.raises(FileNotFoundError, match="input.wav"):
-        with atomic_path(tmp_path / "out.csv"):
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", "input.wav")
+    with pytest.raises(FileNotFoundError, match="input.wav"), atomic_path(tmp_path / "out.csv"):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "input.wav")
     assert_nothing_left(tmp_path)
