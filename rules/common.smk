@@ -223,6 +223,50 @@ def check_config():
         raise WorkflowError(
             f"config export.task1.tts '{task1['tts']}' is not a TTS system of the conditions"
         )
+    check_folder_systems()
+
+
+from functools import cache
+
+from snakemake.logging import logger
+
+from workflow_scripts.files import tts_folders
+
+# TTS systems that bring speech made elsewhere (backend folder): imported, not synthesized
+FOLDER_SYSTEMS = [
+    s for s in TTS_SYSTEMS if config["tts"].get(s, {}).get("backend") == "folder"
+]
+
+
+@cache
+def folder_speech(tts, speaker):
+    """A folder system's files of a speaker (files.tts_folders), found once while parsing;
+    a Track 1 layout names the speaker by its challenge id, where it has one."""
+    row = speaker_row(speaker)
+    spk = row["challenge_id"] if given(row, "challenge_id") else speaker
+    path = config["tts"][tts]["options"]["path"]
+    try:
+        return tts_folders.speaker_speech(path, speaker, spk)
+    except tts_folders.SpeechFolderError as exc:
+        raise WorkflowError(f"config tts.{tts} (backend folder): {exc}") from None
+
+
+def check_folder_systems():
+    """Every speaker's files of a folder system, counted against its data sizes: a size needing
+    more stops here, or with options.missing_sizes: skip is left out, with a warning."""
+    for name in FOLDER_SYSTEMS:
+        speeches = {speaker: folder_speech(name, speaker) for speaker in speakers.index}
+        needed = {
+            s: DATA_SIZES[s]["train"] + DATA_SIZES[s]["val"] for s in CONDITIONS[name]
+        }
+        skip = config["tts"][name]["options"]["missing_sizes"] == "skip"
+        try:
+            kept, warnings = tts_folders.sizes_within(name, speeches, needed, skip)
+        except tts_folders.SpeechFolderError as exc:
+            raise WorkflowError(f"config tts.{name} (backend folder): {exc}") from None
+        for warning in warnings:
+            logger.warning(f"config tts.{name}: {warning}")
+        CONDITIONS[name] = kept
 
 
 check_config()

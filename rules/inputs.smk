@@ -117,6 +117,8 @@ def pretrain_pool_inputs(wildcards):
 
 # Every model cache (coqui, Hugging Face, Whisper, speechbrain) lives here.
 MODEL_DIR = config.get("model_dir", config["tts_scoring"]["model_dir"])
+# the systems whose speech is synthesized (clone_voice, synthesize); the others are imported
+SYNTHESIZED_SYSTEMS = [s for s in TTS_SYSTEMS if s not in FOLDER_SYSTEMS]
 
 
 def tts_backend(wildcards):
@@ -146,6 +148,34 @@ def model_manifest(what):
     if not config["download_models"] or not models_needed(what):
         return []
     return [f"{MODEL_DIR}/manifests/{what}.json"]
+
+
+def folder_utterances(tts):
+    """What import_speech takes of each speaker's files: the system's largest data size, or
+    Track 1's 50 where the system is exported."""
+    track1 = TRACK1_UTTERANCES if EXPORT.get("task1", {}).get("tts") == tts else 0
+    return max(utterances_of(CONDITIONS[tts]), track1)
+
+
+def imported_speech_inputs(wildcards):
+    """What import_speech reads: the speaker's files that it takes from the folder
+    system's folder (a changed file reruns that speaker's jobs only), its sentences."""
+    speech = folder_speech(wildcards.tts, wildcards.speaker)
+    count = min(folder_utterances(wildcards.tts), len(speech.audio))
+    return {
+        "files": speech.first(count).files(),
+        "sentences": f"data/speakers/{wildcards.speaker}/sentences.txt",
+    }
+
+
+def import_speech_args(wildcards):
+    return cli_args(
+        {
+            "speaker_dir": folder_speech(wildcards.tts, wildcards.speaker).folder,
+            "min_seconds": config["tts"][wildcards.tts]["options"]["min_seconds"],
+            "num_utterances": folder_utterances(wildcards.tts),
+        }
+    )
 
 
 def license_env(wildcards):

@@ -3,6 +3,8 @@
 # synthesis job then renders the largest data size's sentences once.
 # Model weights come from the hub, or from MODEL_DIR where download_models put
 # them; XTTS-v2 jobs run only once the user has accepted its license in config.
+# A system of backend `folder` brings speech made elsewhere: import_speech turns
+# each speaker's files into the same speech folder, with no model and no voice.
 
 
 # Downloads run where snakemake runs (the login node has internet; compute nodes may not).
@@ -40,6 +42,8 @@ rule clone_voice:
         "logs/clone_voice/{tts}/{speaker}.log",
     benchmark:
         "benchmarks/clone_voice/{tts}/{speaker}.tsv"
+    wildcard_constraints:
+        tts=_alternatives(SYNTHESIZED_SYSTEMS),
     conda:
         tts_conda_env
     threads: 1
@@ -69,6 +73,8 @@ rule synthesize:
         "logs/synthesize/{tts}/{speaker}.log",
     benchmark:
         "benchmarks/synthesize/{tts}/{speaker}.tsv"
+    wildcard_constraints:
+        tts=_alternatives(SYNTHESIZED_SYSTEMS),
     conda:
         tts_conda_env
     threads: 1
@@ -89,6 +95,27 @@ rule synthesize:
         " --speaker {wildcards.speaker} --tts {wildcards.tts} --seed {params.seed}"
         " --batch-size {params.batch_size} --model-dir {params.model_dir}"
         " --out-dir {output} 2> {log}"
+
+
+rule import_speech:
+    input:
+        unpack(imported_speech_inputs),
+    output:
+        directory("results/speech/{tts}/{speaker}"),
+    log:
+        "logs/import_speech/{tts}/{speaker}.log",
+    benchmark:
+        "benchmarks/import_speech/{tts}/{speaker}.tsv"
+    wildcard_constraints:
+        tts=_alternatives(FOLDER_SYSTEMS),
+    conda:
+        tts_conda_env
+    threads: 1
+    params:
+        args=import_speech_args,
+    shell:
+        "python -m workflow_scripts.import_speech {params.args} --speaker {wildcards.speaker}"
+        " --sentences {input.sentences} --tts {wildcards.tts} --out-dir {output} 2> {log}"
 
 
 rule score_tts:

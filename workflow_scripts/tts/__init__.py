@@ -61,6 +61,8 @@ XVECTOR = Model("speechbrain", model_cache.XVECTOR_MODEL)
 BACKENDS: dict[str, Backend] = {
     "world_clone": Backend("workflow_scripts.tts.world_clone:WorldCloneBackend", "tts-offline"),
     "flite": Backend("workflow_scripts.tts.flite:FliteBackend", "tts-offline"),
+    # speech made elsewhere, imported (import_speech): no model, no voice conditioning
+    "folder": Backend("workflow_scripts.tts.folder:FolderBackend", "tts-offline"),
     "speecht5": Backend(
         "workflow_scripts.tts.speecht5:SpeechT5Backend",
         "tts-hf",
