@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from workflow_scripts.files.audio import atomic_dir, atomic_path, atomic_write_text, write_audio, write_pcm16
+from workflow_scripts.files.audio import (
+    atomic_dir,
+    atomic_path,
+    atomic_write_text,
+    staging_dir,
+    write_audio,
+    write_pcm16,
+)
 from workflow_scripts.files.checkpoints import save_torch
 from workflow_scripts.model.convtasnet import build_model, save_checkpoint
 from workflow_scripts.training.resume import ResumeFile, run_fingerprint
@@ -99,10 +106,11 @@ def test_a_finished_file_is_kept_when_its_rewrite_fills_the_disk(tmp_path, disk_
     assert_nothing_left(tmp_path, {"out.bin"})
 
 
-def test_a_folder_whose_file_fills_the_disk_is_named_and_removed(tmp_path, disk_with_room):
+@pytest.mark.parametrize("folder_writer", [atomic_dir, staging_dir], ids=["atomic_dir", "staging_dir"])
+def test_a_folder_whose_file_fills_the_disk_is_named_and_removed(tmp_path, disk_with_room, folder_writer):
     disk_with_room(5000)
     output = tmp_path / "run"
-    with pytest.raises(OSError) as error, atomic_dir(output) as folder:
+    with pytest.raises(OSError) as error, folder_writer(output) as folder:
         atomic_write_text(folder / "config.yaml", "seed: 0\n")
         save_checkpoint(folder / "model.pt", tiny_model())
     assert_names_output_and_cause(error, output)

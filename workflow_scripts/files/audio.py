@@ -241,12 +241,16 @@ def atomic_dir(path: str | os.PathLike):
 @contextlib.contextmanager
 def staging_dir(out_dir: str | os.PathLike):
     """A temporary sibling folder of `out_dir` for outputs that are moved into place one by one;
-    removed on leaving, whatever is left in it."""
+    removed on leaving, whatever is left in it (a full disk or quota reported by not_written)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         yield tmp
+    except OSError as exc:
+        if exc.errno in NO_SPACE_ERRNOS:
+            raise not_written(out_dir, exc) from exc
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
