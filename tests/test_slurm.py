@@ -1,6 +1,7 @@
 """The SLURM profile: what it asks for per rule, and a slice of the CI DAG through a real
 one-node SLURM cluster started on this machine (tests/slurm/cluster.sh): every job goes through
-sbatch, GPU rules get a GPU from SLURM (fake GPUs here) and use the one they are given."""
+sbatch, GPU rules get a GPU from SLURM (fake GPUs here) and use the one they are given; a training
+job stopped as at its time limit writes its resume file, and its retry continues from it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -110,16 +112,8 @@ def test_slurm_profile_sizes_every_rule_and_asks_a_gpu_where_the_rule_uses_one()
         assert resources.get("gpu", 0) == (1 if uses_gpu else 0), rule
 
 
-@pytest.mark.slow
-def test_ci_slice_runs_through_sbatch_with_the_slurm_profile(slurm_cluster, tmp_path):
-    assert importlib.util.find_spec("snakemake_executor_plugin_slurm"), (
-        "snakemake-executor-plugin-slurm missing"
-    )
-    workdir = make_workdir(
-        tmp_path,
-        load_config("tests/config/ci.yaml"),
-        (REPO / "tests" / "config" / "ci_speakers.tsv").read_text(),
-    )
+def slurm_snakemake(workdir: Path, *targets: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of a snakemake run of `targets` through the slurm profile."""
     cmd = SNAKEMAKE + [
         "--snakefile",
         str(REPO / "Snakefile"),
@@ -138,11 +132,25 @@ def test_ci_slice_runs_through_sbatch_with_the_slurm_profile(slurm_cluster, tmp_
         "--slurm-keep-successful-logs",
         "--latency-wait",
         "5",
-        *TARGETS,
+        *targets,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "CUDA_VISIBLE"))}
     # the jobs (sbatch --export=ALL) find this Python as `python`, as in an activated venv
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return cmd, env
+
+
+@pytest.mark.slow
+def test_ci_slice_runs_through_sbatch_with_the_slurm_profile(slurm_cluster, tmp_path):
+    assert importlib.util.find_spec("snakemake_executor_plugin_slurm"), (
+        "snakemake-executor-plugin-slurm missing"
+    )
+    workdir = make_workdir(
+        tmp_path,
+        load_config("tests/config/ci.yaml"),
+        (REPO / "tests" / "config" / "ci_speakers.tsv").read_text(),
+    )
+    cmd, env = slurm_snakemake(workdir, *TARGETS)
     run = subprocess.run(
         cmd, check=False, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=900
     )
@@ -180,3 +188,63 @@ def test_ci_slice_runs_through_sbatch_with_the_slurm_profile(slurm_cluster, tmp_
     for log in ["logs/pretrain/tiny.log", "logs/evaluate/tiny/generalist/ciA.log"]:
         assert re.search(r"job on GPU 0 \(given by SLURM job \d+\)", (workdir / log).read_text()), log
     assert not (workdir / "results" / "pretrain" / "tiny.resume.pt").exists()
+
+
+def rule_jobs(rule: str) -> dict[str, str]:
+    """SLURM job id -> state, of every job of `rule` the cluster still knows (MinJobAge)."""
+    listed = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %k %T"], capture_output=True, text=True,
+                            check=True).stdout.split("\n")
+    jobs = {}
+    for line in filter(None, listed):
+        job_id, comment, state = line.split()
+        if comment.removeprefix("rule_").split("_wildcards")[0] == rule:
+            jobs[job_id] = state
+    return jobs
+
+
+@pytest.mark.slow
+def test_a_pretraining_job_stopped_at_its_time_limit_resumes_in_its_retry(slurm_cluster, tmp_path):
+    # What SLURM does at a job's time limit, emulated with scancel once the job has written its
+    # first resume file (a real limit is whole minutes, and when it falls depends on the
+    # machine's speed): SIGCONT and SIGTERM to every process of the job, SIGKILL after KillWait
+    # (5 s on the test cluster). The job then ends CANCELLED rather than TIMEOUT; snakemake takes
+    # both as a failed job and, with the profile's `retries: 1`, submits it again.
+    config = load_config("tests/config/ci.yaml")
+    max_steps = 200  # long enough that the job is still training when scancel reaches it
+    config["generalist"]["pretrain"].update(max_steps=max_steps, val_every=50, patience=10)
+    workdir = make_workdir(tmp_path, config, (REPO / "tests" / "config" / "ci_speakers.tsv").read_text())
+    resume_file, job_log = workdir / "results/pretrain/tiny.resume.pt", workdir / "logs/pretrain/tiny.log"
+    cmd, env = slurm_snakemake(workdir, "results/pretrain/tiny/model.pt")
+    with open(tmp_path / "snakemake.log", "w") as out:
+        run = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 900
+        while not (resume_file.exists() and rule_jobs("pretrain")):
+            assert run.poll() is None, (tmp_path / "snakemake.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, "no resume file within 900 s"
+            time.sleep(0.2)
+        (first_job,) = rule_jobs("pretrain")
+        subprocess.run(["scancel", first_job], check=True)
+        # the first attempt's log, before the retry writes its own over it
+        stopped = None
+        while stopped is None and run.poll() is None:
+            stopped = re.search(r"SIGTERM: stopped after step (\d+); run again to continue from (\S+)",
+                                job_log.read_text() if job_log.exists() else "")
+            time.sleep(0.1)
+        assert run.wait(timeout=900) == 0, (tmp_path / "snakemake.log").read_text()[-6000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert stopped is not None, "the stopped job did not log its SIGTERM stop"
+    step, written = int(stopped.group(1)), stopped.group(2)
+    assert written == "results/pretrain/tiny.resume.pt" and 0 < step < max_steps
+
+    jobs = rule_jobs("pretrain")
+    assert jobs.pop(first_job) == "CANCELLED"
+    assert list(jobs.values()) == ["COMPLETED"], jobs  # the retry
+    assert f"resumed from results/pretrain/tiny.resume.pt at step {step}" in job_log.read_text()
+    assert not resume_file.exists()
+    history = pd.read_csv(workdir / "results/pretrain/tiny/training_log.csv")
+    assert list(history["step"]) == list(range(0, max_steps + 1, 50))
+    load_checkpoint(workdir / "results/pretrain/tiny/model.pt")
