@@ -27,6 +27,7 @@ include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
+include: "rules/analysis.smk"
 include: "rules/export.smk"
 
 

@@ -382,6 +382,7 @@ def get_final_output():
         "results/tts_summary.md",
         "results/plots/sdri_by_condition.png",
         "results/plots/secs_vs_sdri.png",
+        *analysis_targets(),
         *export_outputs(),
     ]
 

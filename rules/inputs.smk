@@ -304,6 +304,137 @@ def tts_score_summaries():
     }
 
 
+# ---- rules/analysis.smk ---------------------------------------------------------------
+
+
+def crossed_evaluations():
+    """(model, source, size, train, test) of every crossed evaluation that config `cross`
+    asks for: each model size, and the entry's sources and sizes (default: every condition
+    of the training speaker). Checked before any job runs: both speakers in the sheet and
+    apart, the test speaker's test set with clean references, and the condition fine-tuned
+    for both speakers (the crossed model is the training speaker's, the matched one the test
+    speaker's)."""
+    evaluations = []
+    for number, entry in enumerate(config["cross"]):
+        train, test = entry["train"], entry["test"]
+        where = f"config cross[{number}] (train {train}, test {test})"
+        for role, speaker in (("train", train), ("test", test)):
+            if speaker not in speakers.index:
+                raise WorkflowError(
+                    f"{where}: {role} speaker {speaker} is not in the speaker sheet"
+                    f" {config['speakers']}"
+                )
+        if train == test:
+            raise WorkflowError(f"{where}: a crossed pair needs two speakers")
+        if test not in CLEAN_TEST_SPEAKERS:
+            raise WorkflowError(
+                f"{where}: {test}'s test mixtures have no clean references, so SDRi cannot"
+                " be computed: give a test speaker with `test_clean` or a LibriTTS speaker"
+            )
+        trained = finetuned_conditions(train)
+        sources = entry.get("sources") or list(dict.fromkeys(s for s, _ in trained))
+        for source in sources:
+            sizes = entry.get("sizes") or [z for s, z in trained if s == source]
+            for size in sizes:
+                for speaker in (train, test):
+                    if (source, size) not in finetuned_conditions(speaker):
+                        known = finetuned_conditions(speaker)
+                        raise WorkflowError(
+                            f"{where}: {speaker} is not fine-tuned on {source} {size}"
+                            f" (its conditions: {', '.join(f'{s} {z}' for s, z in known)})"
+                        )
+                evaluations += [(m, source, size, train, test) for m in MODEL_SIZES]
+    return list(dict.fromkeys(evaluations))
+
+
+CROSSED = crossed_evaluations()
+# sources with 3 or more data sizes: the data-size curve (Q3)
+DATASIZE_SOURCES = [source for source, sizes in CONDITIONS.items() if len(sizes) >= 3]
+
+
+def crossed_tables():
+    return [
+        f"results/eval_crossed/{model}/{source}/{size}/{train}/{test}.csv"
+        for model, source, size, train, test in CROSSED
+    ]
+
+
+def analysis_speech():
+    """`source:speaker` -> the fine-tuning speech folder, whose manifest gives the minutes of
+    each data size (only for the data-size curve)."""
+    if not DATASIZE_SOURCES:
+        return {}
+    return {
+        f"{source}:{speaker}": speech_folder(source, speaker)
+        for speaker in speakers.index
+        for source in dict.fromkeys(s for s, _ in finetuned_conditions(speaker))
+    }
+
+
+def analysis_args(wildcards, input):
+    args = []
+    if CROSSED:
+        args.append("--crossed " + " ".join(map(shlex.quote, input.crossed)))
+    if DATASIZE_SOURCES:
+        folders = analysis_speech()
+        args.append(
+            "--speech "
+            + " ".join(shlex.quote(f"{key}={path}") for key, path in folders.items())
+        )
+    args += [
+        f"--data-size {name} {size['train']} {size['val']}"
+        for name, size in DATA_SIZES.items()
+    ]
+    return " ".join(args)
+
+
+def analysis_item(name, caption, label):
+    return report(
+        f"results/analysis/{name}",
+        caption=f"../report/{caption}.rst",
+        category="Analysis",
+        labels={"result": label},
+    )
+
+
+def analysis_outputs():
+    """The analyze rule's outputs: the significance and TTS-score tables always, the
+    crossed speakers' table with config `cross`, the data-size curve with a source of 3
+    or more data sizes."""
+    outputs = {
+        "significance_md": "results/analysis/significance.md",
+        "significance_csv": "results/analysis/significance.csv",
+        "significance_html": analysis_item(
+            "significance.html", "significance", "significance tests (table)"
+        ),
+        "tts_md": "results/analysis/tts_vs_gain.md",
+        "tts_csv": "results/analysis/tts_vs_gain.csv",
+        "tts_html": analysis_item(
+            "tts_vs_gain.html", "tts_vs_gain", "TTS scores vs gain (table)"
+        ),
+        "tts_png": analysis_item(
+            "tts_vs_gain.png", "tts_vs_gain_plot", "TTS scores vs gain (plot)"
+        ),
+    }
+    if CROSSED:
+        outputs["cross_md"] = "results/analysis/cross.md"
+        outputs["cross_csv"] = "results/analysis/cross.csv"
+        outputs["cross_html"] = analysis_item(
+            "cross.html", "cross", "crossed speakers (table)"
+        )
+    if DATASIZE_SOURCES:
+        outputs["datasize_csv"] = "results/analysis/datasize.csv"
+        outputs["datasize_png"] = analysis_item(
+            "datasize.png", "datasize", "SDRi vs minutes of speech (plot)"
+        )
+    return outputs
+
+
+def analysis_targets():
+    """The analysis files the `all` target asks for."""
+    return [str(path) for path in analysis_outputs().values()]
+
+
 # ---- rules/export.smk -----------------------------------------------------------------
 
 TEAM = re.escape(EXPORT["team"]) if EXPORT else "(?!)"

@@ -263,7 +263,7 @@ def test_adding_a_speaker_runs_only_its_stacked_jobs(touched_stacked):
     finally:
         (workdir / "speakers.tsv").write_text(sheet)
     for rule, output in jobs:
-        assert "ciC" in output or rule in {"aggregate", "all"}, (rule, output)
+        assert "ciC" in output or rule in {"aggregate", "analyze", "all"}, (rule, output)
     counts = rule_counts(jobs)
     assert counts["finetune_stacked"] == 1 and counts["evaluate_finetuned"] == 4 and "finetune" not in counts
 
@@ -279,7 +279,7 @@ def test_changing_the_precision_reruns_the_stacks_and_their_evaluations(touched_
         counts = rule_counts(planned(REPO, workdir))
     finally:
         config_file.write_text(original)
-    assert counts == {"finetune_stacked": 2, "evaluate_finetuned": 8, "aggregate": 1, "all": 1}
+    assert counts == {"finetune_stacked": 2, "evaluate_finetuned": 8, "aggregate": 1, "analyze": 1, "all": 1}
 
 
 def test_report_labels_the_stacked_loss_plots_as_the_finetune_rule_does(touched_stacked, tmp_path):

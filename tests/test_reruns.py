@@ -1,7 +1,7 @@
 """What a change reruns, by dry run, and the HTML report, on the CI DAG marked complete with
 `snakemake --touch` (no job computes anything: placeholder outputs, real provenance records).
 
-(a) a speaker added to the sheet: only its jobs and the aggregate;
+(a) a speaker added to the sheet: only its jobs, the aggregate and the analysis;
 (b) library code edited in workflow_scripts/: nothing;
 (c) a fine-tuning parameter changed: the fine-tuning jobs and what depends on them only;
 and `snakemake --report` holds every report() output with its category and labels.
@@ -131,7 +131,7 @@ def test_adding_a_speaker_reruns_only_its_jobs_and_the_aggregate(touched):
         (workdir / "speakers.tsv").write_text(sheet)
     assert jobs
     for rule, output in jobs:
-        assert "ciC" in output or rule in {"aggregate", "all"}, (rule, output)
+        assert "ciC" in output or rule in {"aggregate", "analyze", "all"}, (rule, output)
     assert {"build_world", "finetune", "evaluate_generalist", "evaluate_finetuned"} <= {r for r, _ in jobs}
     assert not {"pretrain", "build_background"} & {r for r, _ in jobs}
 
@@ -161,7 +161,7 @@ def test_changing_a_finetune_parameter_reruns_finetuning_and_downstream_only(tou
     )
     assert rules.count("finetune") == n_finetuned
     assert rules.count("evaluate_finetuned") == n_finetuned
-    assert set(rules) == {"finetune", "evaluate_finetuned", "aggregate", "all"}
+    assert set(rules) == {"finetune", "evaluate_finetuned", "aggregate", "analyze", "all"}
 
 
 def report_data(html: str, name: str) -> dict:
