@@ -33,6 +33,14 @@ PYTHON = "3.11"
 CONDA_TO_PYPI = {"pysoundfile": "soundfile", "matplotlib-base": "matplotlib", "pytorch": "torch"}
 # packages imported only through importlib (not seen by the import scan), by env
 DYNAMIC_IMPORTS = {"tts-scoring": {"speechmos", "onnxruntime", "librosa"}}
+# pins that follow a TTS package's own requirements where they clash with pyproject.toml's, by env:
+# f5-tts 1.1.22 needs gradio, which needs huggingface-hub < 2; chatterbox-tts 0.1.7 pins torch 2.6,
+# numpy < 2, transformers 5.2, safetensors 0.5.3 (and what those bring)
+OWN_PINS = {
+    "tts-f5": {"huggingface-hub"},
+    "tts-chatterbox": {"numpy", "pandas", "torch", "torchaudio", "transformers", "tokenizers", "safetensors",
+                       "huggingface-hub"},
+}
 
 
 def env_files() -> list[Path]:
@@ -226,7 +234,7 @@ def test_versions_agree_with_pyproject_and_this_environment():
     for path in env_files():
         for name, (_, entry, spec) in env_packages(path).items():
             version = spec.removeprefix("==")
-            if name in ("python", "pip"):
+            if name in ("python", "pip") or name in OWN_PINS.get(path.stem, ()):
                 continue
             if name in wanted and wanted[name] and not wanted[name].contains(version, prereleases=True):
                 problems.append(f"{path.name}: {entry} but pyproject.toml has {name}{wanted[name]}")

@@ -4,8 +4,10 @@
         --enrollment data/demo/spk01/enrollment.wav --out results/voices/worldclone/spk01.pt
 
 The enrollment clip is the only thing a TTS system may see of the target
-speaker. The conditioning is computed once and saved as
-a voice file (`workflow_scripts.tts.voice`), which the synthesis step reads.
+speaker (with, for a backend conditioned on what the clip says, its transcript:
+--enrollment-text from the speaker sheet, else the ASR --asr transcribes it).
+The conditioning is computed once and saved as a voice file
+(`workflow_scripts.tts.voice`), which the synthesis step reads.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import numpy as np
 
 from workflow_scripts.files.audio import SAMPLE_RATE, AudioError, read_audio
 from workflow_scripts.runtime.logs import setup_logging
-from workflow_scripts.tts import add_backend_args, load_backend, parse_options
+from workflow_scripts.runtime.model_cache import WHISPER_MODEL
+from workflow_scripts.tts import BACKENDS, EnrollmentText, add_backend_args, load_backend, parse_options
 from workflow_scripts.tts.voice import write_voice
 
 log = logging.getLogger("clone_voice")
@@ -55,14 +58,21 @@ def describe(conditioning: dict) -> str:
 
 
 def clone_voice(backend_name: str, options: dict, enrollment_wav: Path, out: Path,
-                device: str = "auto", min_enrollment_s: float = 2.0, model_dir: Path | None = None) -> dict:
-    """Compute and save the conditioning; returns what was saved."""
+                device: str = "auto", min_enrollment_s: float = 2.0, model_dir: Path | None = None,
+                enrollment_text: EnrollmentText | None = None) -> dict:
+    """Compute and save the conditioning; returns what was saved. `enrollment_text` reaches
+    the backends registered with `transcript` (default: transcribed by `asr: auto`)."""
+    extra = {}
+    if backend_name in BACKENDS and BACKENDS[backend_name].transcript:
+        extra["enrollment_text"] = enrollment_text or EnrollmentText()
+        if extra["enrollment_text"].problem():
+            raise ValueError(f"{enrollment_wav}: {backend_name}: {extra['enrollment_text'].problem()}")
     enrollment = read_enrollment(enrollment_wav, min_enrollment_s)
     log.info("enrollment %s: %.2f s", enrollment_wav, enrollment.size / SAMPLE_RATE)
     backend = load_backend(backend_name, options, device, model_dir)
     log.info("backend %s on %s, options %s", backend_name, backend.device,
              json.dumps(options, sort_keys=True))
-    conditioning = backend.compute_conditioning(enrollment, SAMPLE_RATE)
+    conditioning = backend.compute_conditioning(enrollment, SAMPLE_RATE, **extra)
     log.info("estimated conditioning:\n%s", describe(conditioning))
     record = {
         "backend": backend_name,
@@ -82,10 +92,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="conditioning file (.pt)")
     parser.add_argument("--min-enrollment-s", type=float, default=2.0,
                         help="refuse enrollment clips shorter than this (seconds)")
+    parser.add_argument("--enrollment-text", default="",
+                        help="what the enrollment clip says (backends conditioned on it; empty: --asr transcribes)")
+    parser.add_argument("--asr", default="auto", choices=["auto", "whisper", "pocketsphinx", "none"],
+                        help="the ASR that transcribes the clip when --enrollment-text is empty")
+    parser.add_argument("--whisper-model", default=WHISPER_MODEL, help="Whisper size or checkpoint for --asr")
     args = parser.parse_args(argv)
     setup_logging()
     clone_voice(args.backend, parse_options(args.options_json), args.enrollment, args.out,
-                device=args.device, min_enrollment_s=args.min_enrollment_s, model_dir=args.model_dir)
+                device=args.device, min_enrollment_s=args.min_enrollment_s, model_dir=args.model_dir,
+                enrollment_text=EnrollmentText(args.enrollment_text, args.asr, args.whisper_model))
     return 0
 
 

@@ -8,13 +8,18 @@
     speechbrain: [speechbrain/spkrec-xvect-voxceleb]
     coqui: [tts_models/multilingual/multi-dataset/your_tts]
     whisper: [large-v3]
+    f5tts: [F5TTS_v1_Base]
+    chatterbox: [ResembleAI/chatterbox]
 
 (or a list of `{kind: ..., name: ...}`). Each model goes where the steps look
 for it under `--model-dir` (workflow_scripts.runtime.model_cache): Hugging Face repos
 into `huggingface/hub` (snapshot_download), speechbrain models into their
 savedir under `speechbrain/` (from_hparams), coqui models through coqui's
 ModelManager into `coqui/` (TTS_HOME; coqui fetches the ones it hosts on the
-Hugging Face hub into `huggingface/`), Whisper checkpoints into `whisper/`.
+Hugging Face hub into `huggingface/`), Whisper checkpoints into `whisper/`,
+and the released F5-TTS and Chatterbox checkpoints file by file (the files
+their loaders read, `workflow_scripts.tts.HUB_FILES`; their repositories hold
+other models too) into `huggingface/hub`.
 A name that is an existing local folder or file is not fetched, only
 recorded. When every entry is in place, `manifest.json` is written
 atomically into the model folder: kind, name, path and the size and sha256
@@ -24,8 +29,11 @@ the step fails naming it, and writes no manifest.
 What the workflow fetches: for each TTS system, the models its backend
 declares in `workflow_scripts.tts.BACKENDS` (with the names its options give,
 else the backend's defaults; XTTS-v2's are under the CPML:
-`--accept-coqui-license`); for score_tts, the models of `tts_scoring` in the
-config (the Whisper size, the speechbrain x-vector model, the UTMOS weights).
+`--accept-coqui-license`; the F5-TTS weights are under CC BY-NC 4.0, which the
+synthesis jobs check); for score_tts, the models of `tts_scoring` in the
+config (the Whisper size, the speechbrain x-vector model, the UTMOS weights);
+for a backend conditioned on the enrollment clip's transcript, the Whisper
+model of `tts_scoring` too, when it transcribes.
 `world_clone` and `flite` need no model; Resemblyzer (SECS), DNSMOS and
 DistillMOS ship their weights in their packages.
 """
@@ -46,10 +54,11 @@ import yaml
 from workflow_scripts.runtime import model_cache
 from workflow_scripts.files.audio import atomic_write_text
 from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.tts import HUB_FILES
 
 log = logging.getLogger("download_models")
 
-KINDS = ("huggingface", "speechbrain", "coqui", "whisper")
+KINDS = ("huggingface", "speechbrain", "coqui", "whisper", "f5tts", "chatterbox")
 WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".tar", ".model", ".pkl", ".onnx", ".npz"}
 MANIFEST_NAME = "manifest.json"
 
@@ -114,6 +123,9 @@ def check_names(entries: list[dict]) -> None:
                              "(<type>/<language>/<dataset>/<model>)")
         elif kind in ("huggingface", "speechbrain") and len(name.split("/")) != 2:
             raise ValueError(f"{kind} model {name!r} is neither a local folder nor a hub id (<owner>/<name>)")
+        elif kind in HUB_FILES and name not in HUB_FILES[kind]:
+            raise ValueError(f"{kind} model {name!r} is neither a local folder nor a released model "
+                             f"({', '.join(HUB_FILES[kind])})")
 
 
 def fetch_huggingface(name: str, model_dir: Path, timeout_s: float) -> Path:
@@ -154,8 +166,24 @@ def fetch_whisper(name: str, model_dir: Path, timeout_s: float) -> Path:
     return Path(whisper._download(whisper._MODELS[name], str(root), False))
 
 
+def fetch_hub_files(kind: str):
+    """The fetcher of a kind whose released models are some files of a hub repository."""
+
+    def fetch(name: str, model_dir: Path, timeout_s: float) -> Path:
+        from huggingface_hub import hf_hub_download
+
+        repo, filenames = HUB_FILES[kind][name]
+        cache_dir = model_cache.cache_dirs(model_dir)["huggingface"] / "hub"
+        paths = [Path(hf_hub_download(repo, filename, cache_dir=str(cache_dir), etag_timeout=timeout_s))
+                 for filename in filenames]
+        return paths[0].parents[len(Path(filenames[0]).parts) - 1]  # the snapshot folder
+
+    return fetch
+
+
 FETCHERS = {"huggingface": fetch_huggingface, "speechbrain": fetch_speechbrain,
-            "coqui": fetch_coqui, "whisper": fetch_whisper}
+            "coqui": fetch_coqui, "whisper": fetch_whisper,
+            "f5tts": fetch_hub_files("f5tts"), "chatterbox": fetch_hub_files("chatterbox")}
 
 
 def weight_files(path: Path) -> list[dict]:
@@ -210,7 +238,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model-dir", required=True, type=Path, help="the model folder to fill")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--models", type=Path,
-                      help="YAML/JSON file: kind (huggingface, speechbrain, coqui, whisper) -> names")
+                      help="YAML/JSON file: kind (" + ", ".join(KINDS) + ") -> names")
     what.add_argument("--models-json", help="the same as JSON text (the workflow passes it this way)")
     parser.add_argument("--manifest", type=Path, default=None,
                         help=f"where to write the manifest (default: <model-dir>/{MANIFEST_NAME})")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,8 +32,42 @@ class Model:
     """A model a backend loads: how download_models fetches it, and the name used when
     the backend's option does not name another (a hub id, a coqui name or a local folder)."""
 
-    kind: str  # huggingface, speechbrain, coqui or whisper (workflow_scripts.download_models)
+    kind: str  # huggingface, speechbrain, coqui, whisper, f5tts or chatterbox (workflow_scripts.download_models)
     default: str
+
+
+@dataclass(frozen=True)
+class License:
+    """Terms that model weights are under and that a job's user must accept first: the
+    config's `accept_licenses` names `key`; the workflow then sets `env`=1 for the job."""
+
+    key: str
+    name: str
+    url: str
+    env: str
+
+
+LICENSES: dict[str, License] = {
+    "coqui_cpml": License("coqui_cpml", "Coqui Public Model License (CPML)", "https://coqui.ai/cpml",
+                          "COQUI_TOS_AGREED"),
+    "f5tts_cc_by_nc": License("f5tts_cc_by_nc", "Creative Commons Attribution-NonCommercial 4.0 (CC BY-NC 4.0)",
+                              "https://creativecommons.org/licenses/by-nc/4.0/", "F5TTS_CC_BY_NC_ACCEPTED"),
+}
+
+
+def license_refusal(backend: str, license_key: str, weights: str) -> str:
+    """What a backend says when its weights' license has not been accepted."""
+    terms = LICENSES[license_key]
+    config_key = ("`accept_licenses: [coqui_cpml]` (or `accept_coqui_license: true`)"
+                  if license_key == "coqui_cpml" else f"`accept_licenses: [{license_key}]`")
+    return (f"{backend} backend: {weights} are under the {terms.name} ({terms.url}), which must be accepted "
+            f"before the model is used. Set {config_key} in the config (the workflow then sets "
+            f"{terms.env}=1 for the job), or set {terms.env}=1 when running the step by hand.")
+
+
+def license_accepted(license_key: str) -> bool:
+    """Whether the job was started with the license accepted (its environment variable is 1)."""
+    return os.environ.get(LICENSES[license_key].env) == "1"
 
 
 @dataclass(frozen=True)
@@ -42,7 +77,14 @@ class Backend:
     target: str  # "module:Class", imported only when the backend is asked for
     conda_env: str  # envs/<conda_env>.yaml
     models: dict[str, Model] = field(default_factory=dict)  # backend option -> the model it names
-    coqui_license: bool = False  # weights under the Coqui Public Model License (config accept_coqui_license)
+    license: str | None = None  # a key of LICENSES: the weights' terms, accepted in the config first
+    # conditioned on the enrollment clip's transcript: the speaker sheet's enrollment_text, else the ASR's
+    transcript: bool = False
+
+    @property
+    def coqui_license(self) -> bool:
+        """Weights under the Coqui Public Model License (config accept_coqui_license)."""
+        return self.license == "coqui_cpml"
 
     def default(self, option: str) -> str:
         """The model the backend loads when `option` is not given."""
@@ -81,9 +123,54 @@ BACKENDS: dict[str, Backend] = {
         "workflow_scripts.tts.coqui:XttsBackend",
         "tts-coqui",
         {"model": Model("coqui", "tts_models/multilingual/multi-dataset/xtts_v2")},
-        coqui_license=True,
+        license="coqui_cpml",
+    ),
+    # conditioned on the enrollment clip and its transcript; weights under CC BY-NC 4.0
+    "f5tts": Backend(
+        "workflow_scripts.tts.f5tts:F5TTSBackend",
+        "tts-f5",
+        {"model": Model("f5tts", "F5TTS_v1_Base"), "vocoder": Model("huggingface", "charactr/vocos-mel-24khz")},
+        license="f5tts_cc_by_nc",
+        transcript=True,
+    ),
+    # every output carries Resemble AI's PerTh watermark
+    "chatterbox": Backend(
+        "workflow_scripts.tts.chatterbox:ChatterboxBackend",
+        "tts-chatterbox",
+        {"model": Model("chatterbox", "ResembleAI/chatterbox")},
     ),
 }
+
+# Released checkpoints fetched file by file, as their own loaders fetch them (their hub
+# repositories hold other models too): kind -> name -> (repository, files).
+HUB_FILES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
+    "f5tts": {
+        "F5TTS_v1_Base": ("SWivid/F5-TTS", ("F5TTS_v1_Base/model_1250000.safetensors", "F5TTS_v1_Base/vocab.txt")),
+        "F5TTS_Base": ("SWivid/F5-TTS", ("F5TTS_Base/model_1200000.safetensors", "F5TTS_Base/vocab.txt")),
+    },
+    "chatterbox": {
+        "ResembleAI/chatterbox": ("ResembleAI/chatterbox", ("ve.safetensors", "t3_cfg.safetensors",
+                                                            "s3gen.safetensors", "tokenizer.json")),
+    },
+}
+
+
+@dataclass(frozen=True)
+class EnrollmentText:
+    """How a backend with `transcript` learns what the enrollment clip says: `text` from the
+    speaker sheet (column enrollment_text), or, when it is empty, the transcript of the ASR
+    `asr` (workflow_scripts.scoring.asr; config tts_scoring.asr and whisper_model)."""
+
+    text: str = ""
+    asr: str = "auto"
+    whisper_model: str = model_cache.WHISPER_MODEL
+
+    def problem(self) -> str | None:
+        """Why no transcript can be had, or None."""
+        if not self.text.strip() and self.asr == "none":
+            return ("no transcript of the enrollment clip: give it in the speaker sheet's enrollment_text "
+                    "column, or set tts_scoring.asr to auto, whisper or pocketsphinx (it is none)")
+        return None
 
 
 class TTSBackend:
@@ -101,7 +188,8 @@ class TTSBackend:
         self.options = options
 
     def compute_conditioning(self, enrollment: np.ndarray, sample_rate: int) -> dict:
-        """Everything the backend needs to know of the target voice."""
+        """Everything the backend needs to know of the target voice. A backend registered with
+        `transcript` takes a keyword `enrollment_text` (an EnrollmentText) too."""
         raise NotImplementedError
 
     def synthesize(self, text: str, conditioning: dict, seed: int) -> np.ndarray:
