@@ -8,6 +8,7 @@ one, and the analyze rule runs through snakemake on a tiny setting."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -332,3 +333,22 @@ def test_a_crossed_pair_of_an_unknown_speaker_or_condition_stops_before_any_job(
         result = snakemake(workdir, "-n", check=False)
         assert result.returncode != 0 and message in result.stdout + result.stderr, result.stderr[-2000:]
         assert not (workdir / "results").exists()
+
+
+def test_the_data_size_config_plans_the_curve_with_every_fine_tune_run_to_early_stopping(tmp_path):
+    """configs/demo_datasize.yaml merged onto the demo's config (as --configfile a b merges them):
+    4 nested sizes per source, fine-tunes bounded by early stopping, and the curve in the DAG."""
+    from snakemake.utils import update_config
+
+    config = load_config("config.yaml")
+    update_config(config, load_config("configs/demo_datasize.yaml"))
+    assert [config["data_sizes"][s]["train"] for s in ("4utt", "8utt", "16utt", "32utt")] == [4, 8, 16, 32]
+    recipe = config["finetune"]
+    assert recipe["max_steps"] >= 10 * recipe["val_every"] and recipe["patience"] >= 1
+    workdir = make_workdir(tmp_path, config, (REPO / "configs" / "demo_speakers.tsv").read_text())
+    dry = snakemake(workdir, "-n", "--printshellcmds").stdout
+    assert "results/analysis/datasize.png" in dry
+    finetunes = re.findall(r"^\s+output: results/finetune/tiny/(\w+)/(\w+)/(\w+)/model\.pt", dry, re.M)
+    assert {(source, size) for source, size, _ in finetunes} == {
+        (source, size) for source in ("gt", "worldclone") for size in ("4utt", "8utt", "16utt", "32utt")}
+    assert "--max-steps 600" in dry
