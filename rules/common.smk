@@ -16,7 +16,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 # ---- the speaker sheet ----------------------------------------------------------
 
 # columns read as text (ids and paths); `seed` is a number
-TEXT_COLUMNS = ["speaker", "group", "challenge_id", "libritts_id"]
+TEXT_COLUMNS = ["speaker", "group", "challenge_id", "libritts_id", "enrollment_text"]
 FOLDER_COLUMNS = ["noises", "test_clean", "test_mixtures", "gt"]
 FILE_COLUMNS = ["enrollment", "sentences", *FOLDER_COLUMNS]
 

@@ -115,6 +115,8 @@ def pretrain_pool_inputs(wildcards):
 
 # ---- rules/tts.smk --------------------------------------------------------------------
 
+from workflow_scripts.tts import LICENSES as TTS_LICENSES
+
 # Every model cache (coqui, Hugging Face, Whisper, speechbrain) lives here.
 MODEL_DIR = config.get("model_dir", config["tts_scoring"]["model_dir"])
 # the systems whose speech is synthesized (clone_voice, synthesize); the others are imported
@@ -133,7 +135,10 @@ def models_needed(what):
     """What download_models fetches for a TTS system, or for `scoring`: kind -> names."""
     if what != "scoring":
         system = config["tts"][what]
-        return TTS_BACKENDS[system["backend"]].models_needed(system["options"])
+        needed = TTS_BACKENDS[system["backend"]].models_needed(system["options"])
+        if transcribes_enrollment(what) and config["tts_scoring"]["asr"] in ("auto", "whisper"):
+            needed.setdefault("whisper", []).append(config["tts_scoring"]["whisper_model"])
+        return needed
     scoring, needed = config["tts_scoring"], {}
     if scoring["asr"] in ("auto", "whisper"):
         needed["whisper"] = [scoring["whisper_model"]]
@@ -178,11 +183,39 @@ def import_speech_args(wildcards):
     )
 
 
+# the model licenses the config accepts (accept_coqui_license is coqui_cpml's older key)
+ACCEPTED_LICENSES = set(config["accept_licenses"]) | (
+    {"coqui_cpml"} if config["accept_coqui_license"] else set()
+)
+
+
 def license_env(wildcards):
-    """COQUI_TOS_AGREED=1 for jobs of CPML models when config accepts that license."""
-    if tts_backend(wildcards).coqui_license and config["accept_coqui_license"]:
-        return "COQUI_TOS_AGREED=1 "
+    """<env>=1 (COQUI_TOS_AGREED=1, F5TTS_CC_BY_NC_ACCEPTED=1) for the jobs of a backend whose
+    weights' license the config accepts; without it the backend refuses to start."""
+    license = tts_backend(wildcards).license
+    if license in ACCEPTED_LICENSES:
+        return f"{TTS_LICENSES[license].env}=1 "
     return ""
+
+
+def transcribes_enrollment(tts):
+    """Whether the system's clone_voice jobs run the ASR: its backend is conditioned on the
+    enrollment clip's transcript and a speaker's sheet row has no enrollment_text."""
+    if not TTS_BACKENDS[config["tts"][tts]["backend"]].transcript:
+        return False
+    return not all(given(speaker_row(s), "enrollment_text") for s in speakers.index)
+
+
+def enrollment_text_args(wildcards):
+    """The transcript of the enrollment clip, for backends conditioned on it: the speaker
+    sheet's enrollment_text, else the ASR of tts_scoring that transcribes the clip."""
+    if not tts_backend(wildcards).transcript:
+        return ""
+    row = speaker_row(wildcards.speaker)
+    if given(row, "enrollment_text"):
+        return cli_args({"enrollment_text": " ".join(row["enrollment_text"].split())})
+    scoring = config["tts_scoring"]
+    return cli_args({"asr": scoring["asr"], "whisper_model": scoring["whisper_model"]})
 
 
 # ---- rules/pretrain.smk ---------------------------------------------------------------

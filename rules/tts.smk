@@ -2,7 +2,9 @@
 # voice conditioning is computed once per (system, speaker) and stored; the
 # synthesis job then renders the largest data size's sentences once.
 # Model weights come from the hub, or from MODEL_DIR where download_models put
-# them; XTTS-v2 jobs run only once the user has accepted its license in config.
+# them; XTTS-v2 and F5-TTS jobs run only once the user has accepted their weights'
+# license in config. F5-TTS also reads what the enrollment clip says: the speaker
+# sheet's enrollment_text, else the transcript of the scoring ASR.
 # A system of backend `folder` brings speech made elsewhere: import_speech turns
 # each speaker's files into the same speech folder, with no model and no voice.
 
@@ -25,7 +27,7 @@ rule download_models:
     params:
         model_dir=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
         models=lambda wildcards: json.dumps(models_needed(wildcards.what)),
-        license="--accept-coqui-license" if config["accept_coqui_license"] else "",
+        license="--accept-coqui-license" if "coqui_cpml" in ACCEPTED_LICENSES else "",
     shell:
         "python -m workflow_scripts.download_models --model-dir {params.model_dir}"
         " --models-json {params.models:q} {params.license} --manifest {output}"
@@ -55,11 +57,12 @@ rule clone_voice:
         min_enrollment_s=config["enrollment"]["min_seconds"],
         model_dir=MODEL_DIR,
         license=license_env,
+        transcript=enrollment_text_args,
     shell:
         "{params.license}python -m workflow_scripts.clone_voice --backend {params.backend}"
         " --options-json {params.options:q} --enrollment {input.enrollment}"
         " --min-enrollment-s {params.min_enrollment_s} --model-dir {params.model_dir}"
-        " --out {output} 2> {log}"
+        " {params.transcript} --out {output} 2> {log}"
 
 
 rule synthesize:
