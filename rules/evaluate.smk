@@ -1,13 +1,16 @@
 # Each speaker's test mixtures, enhanced by the generalist and by every
-# fine-tuned model, scored on full utterances: SDR, SDRi, eSTOI, PESQ-WB.
-# The unprocessed mixtures are scored once per speaker. Mixtures without a
-# clean reference (the virtual speakers') are enhanced, and their reference
-# metrics are recorded as not applicable.
+# fine-tuned model, scored on full utterances: SDR, SDRi, eSTOI, PESQ-WB
+# against the clean reference, and the scores that need none (config
+# evaluation: DNSMOS SIG/BAK/OVRL, DistillMOS, and the WER where the test set
+# has the text). The unprocessed mixtures are scored once per speaker. Mixtures
+# without a clean reference (the virtual speakers') are enhanced, their
+# reference metrics are recorded as not applicable, and they get the others.
 
 
 rule score_mixtures:
     input:
         test="data/speakers/{speaker}/test",
+        models=evaluation_models(),
     output:
         "results/eval/mixtures/{speaker}.csv",
     log:
@@ -17,8 +20,14 @@ rule score_mixtures:
     conda:
         "../envs/pse-torch.yaml"
     threads: 1
+    resources:
+        gpu=MIXTURE_SCORING_GPUS,
+    params:
+        nonintrusive=nonintrusive_args(),
+        device="auto" if MIXTURE_SCORING_GPUS else "cpu",
     shell:
         "python -m workflow_scripts.score_mixtures --test-dir {input.test}"
+        " {params.nonintrusive} --device {params.device}"
         " --out-csv {output} 2> {log}"
 
 
@@ -27,6 +36,7 @@ rule evaluate_generalist:
         model=generalist_checkpoint,
         test="data/speakers/{speaker}/test",
         input_scores=mixture_scores,
+        models=evaluation_models(),
     output:
         table="results/eval/{model}/generalist/{speaker}.csv",
         summary="results/eval/{model}/generalist/{speaker}.json",
@@ -41,9 +51,10 @@ rule evaluate_generalist:
         gpu=1,
     params:
         input_scores=input_scores_arg,
+        nonintrusive=nonintrusive_args(),
     shell:
         "python -m workflow_scripts.evaluate --model {input.model}"
-        " --test-dir {input.test} {params.input_scores}"
+        " --test-dir {input.test} {params.input_scores} {params.nonintrusive}"
         " --workers {threads}"
         " --out-csv {output.table} --out-summary {output.summary} 2> {log}"
 
@@ -53,6 +64,7 @@ rule evaluate_finetuned:
         model="results/finetune/{model}/{source}/{size}/{speaker}/model.pt",
         test="data/speakers/{speaker}/test",
         input_scores=mixture_scores,
+        models=evaluation_models(),
     output:
         table="results/eval/{model}/{source}/{size}/{speaker}.csv",
         summary="results/eval/{model}/{source}/{size}/{speaker}.json",
@@ -67,8 +79,9 @@ rule evaluate_finetuned:
         gpu=1,
     params:
         input_scores=input_scores_arg,
+        nonintrusive=nonintrusive_args(),
     shell:
         "python -m workflow_scripts.evaluate --model {input.model}"
-        " --test-dir {input.test} {params.input_scores}"
+        " --test-dir {input.test} {params.input_scores} {params.nonintrusive}"
         " --workers {threads}"
         " --out-csv {output.table} --out-summary {output.summary} 2> {log}"

@@ -299,11 +299,32 @@ def stacked_member_args(wildcards):
 # ---- rules/evaluate.smk ---------------------------------------------------------------
 
 
+EVALUATION = config["evaluation"]
+# WER of the mixtures and of the enhanced speech, with the ASR of tts_scoring
+EVALUATION_ASR = config["tts_scoring"]["asr"] if EVALUATION["asr"] else "none"
+# score_mixtures takes a GPU where Whisper may transcribe the mixtures
+MIXTURE_SCORING_GPUS = 1 if EVALUATION_ASR in ("auto", "whisper") else 0
+
+
+def nonintrusive_args():
+    """The options of the scores that need no reference, the same for score_mixtures and
+    evaluate (a change reruns both)."""
+    options = {"mos": EVALUATION["mos"], "asr": EVALUATION_ASR}
+    options["max_utterances"] = EVALUATION["max_utterances"]
+    if EVALUATION_ASR != "none":
+        options["whisper_model"] = config["tts_scoring"]["whisper_model"]
+        options["model_dir"] = MODEL_DIR
+    return cli_args(options)
+
+
+def evaluation_models():
+    """The download_models manifest of the ASR, when the evaluation transcribes."""
+    return model_manifest("scoring") if EVALUATION_ASR != "none" else []
+
+
 def mixture_scores(wildcards):
-    """The mixtures' own scores, for test sets with clean references."""
-    if wildcards.speaker in CLEAN_TEST_SPEAKERS:
-        return f"results/eval/mixtures/{wildcards.speaker}.csv"
-    return []
+    """The mixtures' own scores, with a clean reference or without."""
+    return f"results/eval/mixtures/{wildcards.speaker}.csv"
 
 
 def input_scores_arg(wildcards, input):

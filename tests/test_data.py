@@ -26,6 +26,7 @@ from workflow_scripts import (
     prepare_challenge_test,
     prepare_pretrain_pool,
     prepare_speaker,
+    score_mixtures,
 )
 from workflow_scripts.model.convtasnet import load_checkpoint
 from workflow_scripts.files.corpora import ResourceError, challenge_sentences
@@ -200,7 +201,9 @@ def test_real_speech_reads_the_sentences_in_order_and_leaves_the_test_set_out(re
     assert not (real_speaker / "gt30").exists()
 
 
-def test_virtual_speaker_is_enhanced_but_not_scored(resources, tmp_path):
+def test_a_speaker_with_only_noisy_mixtures_gets_the_scores_that_need_no_reference(resources, tmp_path):
+    """The virtual speaker's test set is the challenge's 45 noisy mixtures: enhanced, its reference
+    metrics not applicable, and the predicted MOS of the mixtures and of the enhanced speech."""
     out = tmp_path / "VirtualM3"
     prepare_speaker.main(["--speaker", "VirtualM3", "--group", "virtual",
                           "--challenge-dir", str(resources["genda_challenge"]), "--challenge-id", "VirtualM3",
@@ -210,12 +213,22 @@ def test_virtual_speaker_is_enhanced_but_not_scored(resources, tmp_path):
     model = tmp_path / "tiny.pt"
     prepare_generalist.main(["--challenge-dir", str(resources["genda_challenge"]), "--model-size", "tiny",
                              "--out", str(model)])
-    evaluate.main(["--model", str(model), "--test-dir", str(out / "test"), "--device", "cpu",
+    nonintrusive = ["--mos", "dnsmos", "distillmos", "--max-utterances", "3"]
+    score_mixtures.main(["--test-dir", str(out / "test"), *nonintrusive, "--out-csv", str(tmp_path / "mixtures.csv")])
+    evaluate.main(["--model", str(model), "--test-dir", str(out / "test"), "--device", "cpu", *nonintrusive,
+                   "--input-scores", str(tmp_path / "mixtures.csv"),
                    "--out-csv", str(tmp_path / "eval.csv"), "--out-summary", str(tmp_path / "eval.json")])
     table = pd.read_csv(tmp_path / "eval.csv")
     assert table[list(METRICS)].isna().all().all()
     assert (table.notes == NO_REFERENCE).all()
-    assert json.loads((tmp_path / "eval.json").read_text())["n_without_reference"] == 45
+    summary = json.loads((tmp_path / "eval.json").read_text())
+    assert summary["n_without_reference"] == 45 and summary["n_nonintrusive"] == 3
+    scored = table.iloc[[0, 22, 44]]  # three of 45, spread: the first, the middle and the last
+    columns = [f"{name}{side}" for name in ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "distillmos")
+               for side in ("_in", "")]
+    assert np.isfinite(scored[columns].to_numpy()).all()
+    assert table.drop(index=scored.index)[columns].isna().all().all()
+    assert summary["dnsmos_ovrl"] == pytest.approx(scored.dnsmos_ovrl.mean(), abs=1e-4)
 
 
 def test_track2_export_enhances_the_challenge_mixtures_in_order(resources, tmp_path):
@@ -355,9 +368,10 @@ def test_slice_dag_has_each_speakers_own_conditions(mirror, tmp_path):
     counts = pd.Series([rule for rule, _ in jobs]).value_counts()
     assert counts["download"] == 3  # challenge, LibriTTS, MUSAN: no LibriSpeech for the challenge's generalist
     assert counts["prepare_speaker"] == 2 and counts["prepare_gt"] == 1  # gt: the real speaker only
-    assert counts["finetune"] == 3 and counts["score_mixtures"] == 1  # virtual: no clean references
+    # every speaker's mixtures are scored once: the virtual one's without a reference (predicted MOS)
+    assert counts["finetune"] == 3 and counts["score_mixtures"] == 2
     assert counts["export_task1"] == 2 and counts["export_task2"] == 2 and counts["export_zip"] == 2
-    assert not any("VirtualM3" in output for rule, output in jobs if rule in ("prepare_gt", "score_mixtures"))
+    assert not any("VirtualM3" in output for rule, output in jobs if rule == "prepare_gt")
 
 
 @pytest.mark.slow
@@ -374,6 +388,10 @@ def test_two_speaker_slice_of_the_grid_end_to_end(mirror, tmp_path):
     virtual = table[table.group == "virtual"].set_index("condition")
     assert "gt 5utt" not in virtual.index
     assert virtual.loc[["generalist", "worldclone 5utt"], ["SDRi", "SDR"]].isna().all().all()
+    # no reference, but the scores that need none: the mixtures' and the enhanced speech's
+    nonintrusive = ["DNSMOS_OVRL_in", "DNSMOS_OVRL_out", "DistillMOS_in", "DistillMOS_out"]
+    assert virtual.loc[["generalist", "worldclone 5utt"], nonintrusive].notna().all().all()
+    assert "Non-intrusive scores" in summary.split("### Virtual speakers")[1]
     both = table[table.group == "all"].set_index("condition")
     assert both.loc["worldclone 5utt", "n_speakers"] == 2 and both.loc["gt 5utt", "n_speakers"] == 1
     assert both.loc["worldclone 5utt", "n_scored"] == 1  # the virtual speaker has no clean references

@@ -1,5 +1,6 @@
 """evaluate: batched enhancement equals one mixture at a time, parallel scoring
-equals serial scoring, the GPU is given back before scoring."""
+equals serial scoring, the GPU is given back before scoring; the scores that need no
+reference (predicted MOS, WER) for every mixture, as the predictors give them."""
 
 import fcntl
 import json
@@ -11,13 +12,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from workflow_scripts import evaluate
+from workflow_scripts import evaluate, score_mixtures
 from workflow_scripts.files.audio import AudioError, read_audio, write_audio
 from workflow_scripts.files.folders import read_test_folder, read_test_signals
 from workflow_scripts.model.convtasnet import build_model, load_checkpoint, save_checkpoint
 from workflow_scripts.model.enhance import enhance
 from workflow_scripts.runtime import gpu
+from workflow_scripts.scoring import nonintrusive
+from workflow_scripts.scoring.asr import PocketsphinxTranscriber, word_errors
 from workflow_scripts.scoring.enhanced import METRICS, NO_REFERENCE, score_all, scoring_pool
+from workflow_scripts.scoring.mos import load_predictors
+from workflow_scripts.world.voices import render_flite
 
 # batched (enhance_many) against one at a time (enhance) on the CPU in float32,
 # and batched on a GPU against that: the tolerances evaluate's docstring states
@@ -117,13 +122,17 @@ def test_batched_evaluation_scores_as_one_at_a_time(model_pt, test_dir, tmp_path
 
 
 def test_parallel_scoring_equals_serial_scoring(model_pt, test_dir, tmp_path):
+    """With the predicted MOS of the mixture and of the enhanced speech (DNSMOS in the scoring
+    processes, one thread each), as evaluate computes them without --input-scores."""
     for workers in ("1", "3"):
-        run_evaluate(model_pt, test_dir, tmp_path / workers, "--workers", workers)
+        run_evaluate(model_pt, test_dir, tmp_path / workers, "--workers", workers,
+                     "--mos", "dnsmos", "distillmos")
     assert (tmp_path / "3" / "spk.csv").read_text() == (tmp_path / "1" / "spk.csv").read_text()
     parallel_summary, serial_summary = (json.loads((tmp_path / w / "spk.json").read_text()) for w in ("3", "1"))
     assert parallel_summary.keys() == serial_summary.keys()
     for name, value in serial_summary.items():
         assert parallel_summary[name] == (pytest.approx(value, rel=RERUN_TOL) if name in METRICS else value)
+    assert serial_summary["dnsmos_ovrl_in"] is not None and serial_summary["distillmos"] is not None
 
     table = read_test_folder(test_dir).iloc[: len(LENGTHS_S)]
     mixtures, cleans = read_test_signals(table)
@@ -137,7 +146,8 @@ def test_parallel_scoring_equals_serial_scoring(model_pt, test_dir, tmp_path):
     assert len(parallel) == len(serial)
     for p, s in zip(parallel, serial):
         assert p.keys() == s.keys()
-        assert p.pop("notes") == s.pop("notes")
+        for key in ("notes", "mos_models", "mos_reasons"):
+            assert p.pop(key) == s.pop(key)
         assert p == pytest.approx(s, rel=RERUN_TOL, abs=0)
 
 
@@ -168,3 +178,129 @@ def test_gpu_is_given_back_before_scoring(model_pt, test_dir, tmp_path, monkeypa
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     # the batched path's 1x1 convs are float32 matmuls (torch's default: no TF32 for matmuls)
     assert max_relative_difference(enhanced, one_at_a_time(model_pt, mixtures)) <= AUDIO_TOL
+
+
+# ---- scores without a reference ------------------------------------------------------------------
+
+MOS_TOL = 1e-4  # the CSV's 4 decimals, and onnxruntime on one thread against its default
+
+
+def score_mixtures_table(test_dir, out_csv, *options) -> pd.DataFrame:
+    score_mixtures.main(["--test-dir", str(test_dir), "--out-csv", str(out_csv), *options])
+    return pd.read_csv(out_csv, keep_default_na=False, na_values=["", "nan", "NaN"])
+
+
+def predicted(audios: list[np.ndarray]) -> pd.DataFrame:
+    """DNSMOS and DistillMOS of each audio, from scoring.mos's predictors called directly."""
+    predictors, reasons = load_predictors(["dnsmos", "distillmos"])
+    assert not reasons
+    return pd.DataFrame({column: values for predictor in predictors.values()
+                         for column, values in predictor.predict(audios).items()})
+
+
+def test_mixtures_without_references_get_the_predictors_scores_in_and_out(model_pt, test_dir, tmp_path):
+    both = ["--mos", "dnsmos", "distillmos"]
+    mixture_table = score_mixtures_table(test_dir, tmp_path / "mixtures.csv", *both)
+    table, summary = run_evaluate(model_pt, test_dir, tmp_path, "--input-scores", str(tmp_path / "mixtures.csv"),
+                                  "--workers", "2", *both)
+    mixtures, _ = read_test_signals(read_test_folder(test_dir))
+    direct_in, direct_out = predicted(mixtures), predicted(one_at_a_time(model_pt, mixtures))
+    for column in ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "distillmos"):
+        np.testing.assert_allclose(mixture_table[f"{column}_in"], direct_in[column], rtol=0, atol=MOS_TOL)
+        np.testing.assert_allclose(table[f"{column}_in"], direct_in[column], rtol=0, atol=MOS_TOL)
+        np.testing.assert_allclose(table[column], direct_out[column], rtol=0, atol=MOS_TOL)
+    # the mixture without a reference: its reference metrics not applicable, its MOS real numbers
+    unreferenced = table.iloc[-1]
+    assert unreferenced[list(METRICS)].isna().all() and unreferenced.notes == NO_REFERENCE
+    assert mixture_table.iloc[-1][["sdr_in_db", "estoi_in", "pesq_in"]].isna().all()
+    assert mixture_table.iloc[-1].notes == NO_REFERENCE
+    assert summary["n_without_reference"] == 1 and summary["n_nonintrusive"] == 6
+    assert summary["dnsmos_ovrl"] == pytest.approx(direct_out["dnsmos_ovrl"].mean(), abs=MOS_TOL)
+    assert summary["dnsmos_model"].startswith("dnsmos") and summary["distillmos_reason"] == ""
+
+
+def test_max_utterances_scores_the_same_spread_mixtures_in_and_out(model_pt, test_dir, tmp_path):
+    mixture_table = score_mixtures_table(test_dir, tmp_path / "mixtures.csv", "--mos", "distillmos",
+                                         "--max-utterances", "2")
+    table, summary = run_evaluate(model_pt, test_dir, tmp_path, "--input-scores", str(tmp_path / "mixtures.csv"),
+                                  "--mos", "distillmos", "--max-utterances", "2", "--workers", "1")
+    scored = [0, 5]  # the first and the last of six
+    for column, frame in (("distillmos_in", mixture_table), ("distillmos_in", table), ("distillmos", table)):
+        assert list(np.flatnonzero(frame[column].notna())) == scored, column
+    assert "dnsmos_ovrl" not in table.columns and summary["n_nonintrusive"] == 2
+
+
+@pytest.fixture(scope="module")
+def spoken_dir(tmp_path_factory):
+    """Two spoken sentences with their text and one without, in light noise, with clean references."""
+    folder = tmp_path_factory.mktemp("spoken")
+    rng = np.random.default_rng(1)
+    rows = []
+    for i, text in enumerate(SPOKEN):
+        clean = render_flite(text or "Thank you.", "kal16")
+        write_audio(folder / f"clean/c{i}.wav", clean)
+        write_audio(folder / f"mix/m{i}.wav", clean + 0.01 * rng.standard_normal(clean.size).astype(np.float32))
+        rows.append({"mixture_id": f"m{i}", "mixture": f"mix/m{i}.wav", "clean": f"clean/c{i}.wav",
+                     "noise_id": "white", "snr_db": 20.0, "text": text})
+    pd.DataFrame(rows).to_csv(folder / "test.csv", index=False)
+    return folder
+
+
+SPOKEN = ["The sun is shining today.", "Please open the door.", ""]
+
+
+def test_wer_of_mixture_and_output_against_the_test_sets_text(model_pt, spoken_dir, tmp_path):
+    mixture_table = score_mixtures_table(spoken_dir, tmp_path / "mixtures.csv", "--mos", "--asr", "pocketsphinx")
+    with_input, summary = run_evaluate(model_pt, spoken_dir, tmp_path / "read", "--input-scores",
+                                       str(tmp_path / "mixtures.csv"), "--mos", "--asr", "pocketsphinx")
+    computed, _ = run_evaluate(model_pt, spoken_dir, tmp_path / "computed", "--mos", "--asr", "pocketsphinx")
+    mixtures, _ = read_test_signals(read_test_folder(spoken_dir))
+    enhanced = one_at_a_time(model_pt, mixtures)
+    asr = PocketsphinxTranscriber()
+    for i, text in enumerate(SPOKEN[:2]):
+        for column, audio in (("wer_in", mixtures[i]), ("wer", enhanced[i])):
+            errors, words = word_errors(text, asr.transcribe(audio))
+            for table in (with_input, computed):
+                assert table[column][i] == pytest.approx(errors / words, abs=1e-4), column
+                assert table.reference_words[i] == words
+        assert mixture_table.wer_in[i] == with_input.wer_in[i]
+    assert with_input.iloc[2][["wer_in", "wer"]].isna().all() and with_input.notes[2] == "wer: no transcript"
+    assert (with_input.asr == "pocketsphinx-en-us").all() and summary["asr"] == "pocketsphinx-en-us"
+    words = with_input.reference_words[:2]
+    assert summary["wer_corpus"] == pytest.approx((with_input.wer[:2] * words).sum() / words.sum())
+
+
+def test_mixture_scores_without_the_requested_columns_stop_the_job_first(model_pt, test_dir, tmp_path, monkeypatch):
+    score_mixtures_table(test_dir, tmp_path / "mixtures.csv", "--mos", "distillmos")
+    monkeypatch.setattr(evaluate, "load_checkpoint", lambda path: pytest.fail("model read before the check"))
+    with pytest.raises(ValueError, match=r"mixtures\.csv: no columns dnsmos_sig_in, dnsmos_bak_in, dnsmos_ovrl_in"):
+        run_evaluate(model_pt, test_dir, tmp_path / "eval", "--input-scores", str(tmp_path / "mixtures.csv"),
+                     "--mos", "dnsmos", "distillmos")
+    assert not (tmp_path / "eval").exists()
+
+
+def test_on_a_gpu_distillmos_runs_before_the_gpu_is_given_back_and_dnsmos_after(
+        model_pt, test_dir, tmp_path, monkeypatch):
+    events = []
+
+    class Predictor:
+        def __init__(self, name, uses_gpu, device):
+            self.name, self.uses_gpu, self.model_name = name, uses_gpu, f"{name} (test)"
+            self.columns, self.device = nonintrusive.MOS_COLUMNS[name], device
+
+        def predict(self, audios, progress=True):
+            events.append(f"{self.name} on {self.device}")
+            return {column: [3.0] * len(audios) for column in self.columns}
+
+    def load(names, device="cpu", onnx_threads=0):
+        return {name: Predictor(name, name == "distillmos", device) for name in names}, {}
+
+    monkeypatch.setattr(evaluate, "resolve_device", lambda device: "cuda")
+    monkeypatch.setattr(evaluate, "enhance_mixtures", lambda model, mixtures, *args, **kwargs: mixtures)
+    monkeypatch.setattr(evaluate, "give_back_device", lambda device: events.append(f"give back {device}"))
+    monkeypatch.setattr(nonintrusive, "load_predictors", load)
+    monkeypatch.setattr(nonintrusive, "_process_predictors", {})
+    table, _ = run_evaluate(model_pt, test_dir, tmp_path, "--workers", "1", "--mos", "dnsmos", "distillmos")
+    assert events[:3] == ["distillmos on cuda", "distillmos on cuda", "give back cuda"]  # output, then mixture
+    assert set(events[3:]) == {"dnsmos on cpu"}
+    assert (table[["distillmos", "distillmos_in", "dnsmos_ovrl", "dnsmos_ovrl_in"]] == 3.0).all().all()

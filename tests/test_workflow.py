@@ -74,9 +74,10 @@ def test_default_dag_has_every_condition(tmp_path):
 
 
 GENDA2025_JOBS = {
-    # 20 speakers; gt for the 10 real ones at 6min; 3 TTS systems at 6min and 30min; 3 model sizes
+    # 20 speakers (each its mixtures scored once); gt for the 10 real ones at 6min; 3 TTS systems at 6min
+    # and 30min; 3 model sizes
     "download": 3, "download_models": 4, "prepare_speaker": 20, "prepare_gt": 10, "prepare_challenge_test": 20,
-    "prepare_generalist": 3, "clone_voice": 60, "synthesize": 60, "score_tts": 70, "score_mixtures": 10,
+    "prepare_generalist": 3, "clone_voice": 60, "synthesize": 60, "score_tts": 70, "score_mixtures": 20,
     "finetune": 3 * (10 + 20 * 6), "evaluate_generalist": 60, "evaluate_finetuned": 3 * (10 + 20 * 6),
     "export_task1": 20, "export_task2": 20, "export_zip": 2, "aggregate": 1, "analyze": 1, "all": 1,
 }

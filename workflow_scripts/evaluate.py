@@ -5,8 +5,12 @@ challenge's SDR), their difference (SDRi), eSTOI and wide-band PESQ of both
 (scoring.enhanced). A metric that cannot be computed is NaN, with the reason
 in `notes`; a mixture without a clean reference (empty `clean` in test.csv)
 is enhanced, and its reference metrics are NaN with the note "not
-applicable: no clean reference". Writes a per-utterance CSV and a summary
-JSON (means ignoring NaN, NaN counts, n_utterances, n_without_reference).
+applicable: no clean reference". Every mixture, with a reference or not, also
+gets the scores that need none (scoring.nonintrusive), of the mixture (`*_in`,
+from --input-scores) and of the enhanced speech: DNSMOS SIG/BAK/OVRL and
+DistillMOS (--mos), and with --asr the WER against test.csv's text. Writes a
+per-utterance CSV and a summary JSON (means ignoring NaN, the corpus WER,
+NaN counts, n_utterances, n_without_reference, the models behind the scores).
 
 On a GPU the mixtures are enhanced together, in zero-padded batches of at
 most `--batch-samples` samples (model.enhance.enhance_many, padding masked); on the
@@ -14,9 +18,11 @@ CPU, where batching is slower, one at a time (model.enhance.enhance). The two ag
 enhanced audio's peak and 1e-3 in every metric (SDR in dB, eSTOI, PESQ):
 tests/test_evaluate.py checks this on the CPU in float32 and for the GPU's
 batches against the CPU; the differences found and the batch size's choice
-are in bench/RESULTS.md, "Evaluation". Then the model's GPU memory and the
-job's GPU slot are given back, and the CPU-bound scoring runs in `--workers`
-processes, with the scores of serial scoring.
+are in bench/RESULTS.md, "Evaluation". DistillMOS and Whisper then score
+the enhanced speech on the GPU; then the models' GPU memory and the
+job's GPU slot are given back, and the CPU-bound scoring (PESQ, eSTOI,
+DNSMOS) runs in `--workers` processes, with the scores of serial scoring,
+while the job's own process runs pocketsphinx where that is the ASR.
 
     python -m workflow_scripts.evaluate --model results/finetune/.../model.pt \
         --test-dir data/demo/spk01/test --input-scores results/eval/mixtures/spk01.csv \
@@ -44,12 +50,21 @@ from workflow_scripts.runtime.gpu import release_gpu, resolve_device
 from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.scoring.enhanced import (
     METRICS,
+    merge_scores,
     read_mixture_scores,
-    score_all,
     scoring_pool,
+    start_scoring,
     summarize,
-    unreferenced_scores,
     write_score_table,
+)
+from workflow_scripts.scoring.nonintrusive import (
+    INPUT,
+    add_arguments,
+    check_mos,
+    give_back_device,
+    make_plan,
+    paired_columns,
+    preload,
 )
 
 log = logging.getLogger("evaluate")
@@ -59,10 +74,10 @@ GPU_BATCH_SAMPLES = 2**20
 
 
 def enhance_mixtures(model_path: str | Path, mixtures: list[np.ndarray], device: torch.device,
-                     batch_samples: int) -> list[np.ndarray]:
+                     batch_samples: int, give_back: bool = True) -> list[np.ndarray]:
     """Every mixture enhanced by the checkpoint's model: in padded batches of at
     most `batch_samples` samples, or one at a time when it is 0. The model's
-    memory and this job's GPU slot are given back before returning."""
+    memory is freed, and with `give_back` this job's GPU slot is given back, before returning."""
     model, _ = load_checkpoint(model_path)
     model.to(device)
     log.info("enhancing %d mixtures with %s on %s (%s)", len(mixtures), model_path, device,
@@ -74,7 +89,8 @@ def enhance_mixtures(model_path: str | Path, mixtures: list[np.ndarray], device:
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    release_gpu()
+    if give_back:
+        release_gpu()
     return enhanced
 
 
@@ -92,8 +108,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="samples per padded enhancement batch, 0: one mixture at a time "
                              f"(default {GPU_BATCH_SAMPLES} on a GPU, 0 on the CPU)")
     parser.add_argument("--workers", "--threads", type=int, default=None, dest="workers",
-                        help="processes scoring PESQ/eSTOI (default: the CPUs this job may use; "
+                        help="processes scoring PESQ/eSTOI/DNSMOS (default: the CPUs this job may use; "
                              "--threads is its older name)")
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -105,16 +122,22 @@ def main(argv=None) -> None:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     if args.batch_samples is not None and args.batch_samples < 0:
         raise ValueError(f"--batch-samples must be >= 0, got {args.batch_samples}")
+    if args.max_utterances < 0:
+        raise ValueError(f"--max-utterances must be >= 0, got {args.max_utterances}")
     table = read_test_folder(args.test_dir)
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"{args.model}: checkpoint not found")
-    input_scores = read_mixture_scores(args.input_scores, table) if args.input_scores else [None] * len(table)
+    nonintrusive = paired_columns(check_mos(args.mos), args.asr != "none")
+    input_columns = [c for c in nonintrusive if c.endswith(INPUT) or c == "reference_words"]
+    input_scores = (read_mixture_scores(args.input_scores, table, input_columns) if args.input_scores
+                    else [None] * len(table))
     referenced = [bool(path) for path in table.clean_wav]
     if not all(referenced):
-        log.info("%s: %d of %d mixtures have no clean reference: enhanced, not scored", args.test_dir,
-                 referenced.count(False), len(table))
+        log.info("%s: %d of %d mixtures have no clean reference: enhanced, and scored without one",
+                 args.test_dir, referenced.count(False), len(table))
 
-    workers = min(workers, max(sum(referenced), 1))
+    workers = min(workers, len(table))
+    preload(args.mos)  # the scoring processes inherit the predictors' packages
     pool = scoring_pool(workers)
     try:
         mixtures, cleans = read_test_signals(table)
@@ -122,22 +145,39 @@ def main(argv=None) -> None:
         # multi-threaded torch stalling on cores shared with other jobs
         torch.set_num_threads(1)
         device = torch.device(resolve_device(args.device))
+        plan = make_plan(args.mos, args.asr, table.text, args.max_utterances, str(device), args.model_dir,
+                         args.whisper_model)
         batch_samples = args.batch_samples
         if batch_samples is None:
             batch_samples = GPU_BATCH_SAMPLES if device.type == "cuda" else 0
-        enhanced = enhance_mixtures(args.model, mixtures, device, batch_samples)
-        triples = [t for t in zip(cleans, mixtures, enhanced, input_scores) if t[0] is not None]
-        log.info("scoring %d utterances with %d process(es)", len(triples), workers)
-        scored = iter(score_all(triples, pool))
+        enhanced = enhance_mixtures(args.model, mixtures, device, batch_samples, give_back=False)
+        # the mixture's own scores come from --input-scores; without them they are made here
+        signals = {"": enhanced, **({} if args.input_scores else {INPUT: mixtures})}
+        extra = plan.score_on_device(signals)
+        give_back_device(str(device))
+        input_mos = () if args.input_scores else plan.cpu_mos
+        tasks = [(clean, mixture, audio, scores, plan.cpu_mos if chosen else (), input_mos if chosen else ())
+                 for clean, mixture, audio, scores, chosen in zip(cleans, mixtures, enhanced, input_scores,
+                                                                  plan.chosen)]
+        log.info("scoring %d utterances with %d process(es)", len(tasks), workers)
+        scored = start_scoring(tasks, pool)
+        extra.update(plan.score_asr(signals))  # in this process, while the scoring processes work
+        rows = list(scored)
     finally:
         if pool is not None:
             pool.shutdown()
 
-    rows = [next(scored) if has_reference else unreferenced_scores() for has_reference in referenced]
-    per_utterance = pd.concat(
-        [table[["mixture_id", "noise_id", "snr_db"]].reset_index(drop=True), pd.DataFrame(rows)], axis=1
-    )[["mixture_id", "noise_id", "snr_db", *METRICS, "notes"]]
-    summary = {"model": str(args.model), "test_dir": str(args.test_dir), **summarize(per_utterance)}
+    if args.input_scores:
+        extra.update({column: [scores[column] for scores in input_scores] for column in input_columns})
+    asr_column = ["asr"] if plan.asr_requested else []  # the ASR's name beside its WER
+    extra.update({column: [plan.asr_name or ""] * len(table) for column in asr_column})
+    scores, models, reasons = merge_scores(rows, extra, plan.wer_notes(), [*METRICS, *nonintrusive, *asr_column,
+                                                                          "notes"])
+    plan.models.update(models)
+    plan.reasons.update(reasons)
+    per_utterance = pd.concat([table[["mixture_id", "noise_id", "snr_db"]].reset_index(drop=True), scores], axis=1)
+    summary = {"model": str(args.model), "test_dir": str(args.test_dir), **summarize(per_utterance, nonintrusive),
+               **plan.summary_fields()}
 
     if args.enhanced_dir:
         with atomic_dir(args.enhanced_dir) as tmp:
@@ -150,6 +190,9 @@ def main(argv=None) -> None:
         *(np.nan if summary[m] is None else summary[m] for m in METRICS),
         summary["n_nan"],
     )
+    for column in nonintrusive[1::2]:
+        values = [summary[name] for name in (column + INPUT, column)]
+        log.info("%s %s -> %s", column, *("n/a" if v is None else f"{v:.3f}" for v in values))
 
 
 if __name__ == "__main__":

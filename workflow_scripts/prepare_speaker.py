@@ -106,12 +106,19 @@ def clean_test_sources(args, sentence_list: list[str], enrollment: Path) -> tupl
         files = audio_files(args.test_clean, "clean test")[:count]
         if len(files) < count:
             log.warning("%s: %d clean recordings, fewer than %d: using all", args.test_clean, len(files), count)
-        return [{"id": p.stem, "source": str(p)} for p in files], {"kind": "clean recordings", "source": str(args.test_clean)}
+        sources = [{"id": p.stem, "source": str(p), "text": transcript_beside(p)} for p in files]
+        return sources, {"kind": "clean recordings", "source": str(args.test_clean)}
     if args.libritts_dir:
         need(args.libritts_id, "--libritts-id", "no LibriTTS folder")
         return libritts_test_set(args.libritts_dir, args.libritts_id, sentence_list, enrollment, count,
                                  speaker_seed(args.seed, args.speaker))
     return None
+
+
+def transcript_beside(recording: Path) -> str:
+    """The text of a same-stem .txt beside a recording ("" when there is none)."""
+    text_file = recording.with_suffix(".txt")
+    return " ".join(text_file.read_text(encoding="utf-8").split()) if text_file.is_file() else ""
 
 
 def mixture_sources(args) -> tuple[list[Path], dict]:
@@ -163,9 +170,9 @@ def prepare(args) -> dict:
             rng = np.random.default_rng(speaker_seed(args.seed, args.speaker) + [1])
             mixed = mixed_test_set(args.speaker, clean_audio, noises, list(noise_table.noise_id),
                                    args.test_snrs_db, rng)
-            clean_ids = [c["id"] for c in clean_sources for _ in noises]
-            write_test_folder(staging / "test", ({**row, "clean_source": clean_id}
-                                                 for row, clean_id in zip(mixed, clean_ids)))
+            sources = [c for c in clean_sources for _ in noises]  # mixed utterance by utterance
+            write_test_folder(staging / "test", ({**row, "clean_source": c["id"], "text": c["text"]}
+                                                 for row, c in zip(mixed, sources)))
         else:
             write_test_folder(staging / "test", given_test_set(args.speaker, mixtures))
         record["test"]["mixtures"] = len(clean_audio) * len(noises) if clean is not None else len(mixtures)

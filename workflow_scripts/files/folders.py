@@ -3,8 +3,9 @@
 - speech folder: `manifest.csv` (utt_id, path, text, duration_s) and the wavs it names; a synthesized
   one also `failures.csv` (utt_index, text, reason), the sentences it could not render;
 - noise folder: `noises.csv` (noise_id, path, kind) and the wavs it names;
-- test folder: `test.csv` (mixture_id, mixture, clean, noise_id, snr_db); `clean` is empty
-  for a mixture without a clean reference.
+- test folder: `test.csv` (mixture_id, mixture, clean, noise_id, snr_db, and optionally text);
+  `clean` is empty for a mixture without a clean reference, `text` (what its speaker says)
+  where that is not known.
 
 Paths in a table are relative to its folder; readers add absolute paths. A table may carry
 further columns after these (e.g. a speech folder's `speaker`, a noise's `duration_s` and
@@ -82,6 +83,7 @@ def read_test_folder(folder: str | Path) -> pd.DataFrame:
         absent = [p for p in table[f"{column}_wav"] if p and not Path(p).is_file()]
         if absent:
             raise AudioError(f"{csv_path}: {len(absent)} {column} files not found, e.g. {absent[0]}")
+    table["text"] = table["text"].astype(str) if "text" in table.columns else ""
     return table
 
 
@@ -173,7 +175,8 @@ def write_test_folder(folder: Path, rows: Iterable[dict]) -> pd.DataFrame:
     """mixtures/{mixture_id}.wav, clean/{mixture_id}.wav and test.csv, rows in the given order.
 
     Each row has mixture_id, mixture (audio), clean (audio, or None for a mixture without a
-    clean reference: its `clean` is left empty), noise_id, snr_db and any further columns.
+    clean reference: its `clean` is left empty), noise_id, snr_db and any further columns
+    (`text`: what the speaker says, where it is known).
     """
     records = []
     for row in rows:

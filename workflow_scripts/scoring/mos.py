@@ -107,12 +107,12 @@ class UTMOSPredictor:
         self.device = device
         self.model_name = f"utmos22-strong (utmos-pytorch {_version('utmos-pytorch')}, {weights})"
 
-    def predict(self, audios: list[np.ndarray]) -> dict[str, list[float]]:
+    def predict(self, audios: list[np.ndarray], progress: bool = True) -> dict[str, list[float]]:
         import torch
 
         scores = []
         with torch.no_grad():
-            for audio in tqdm(audios, desc=f"MOS {self.name}", unit="utt"):
+            for audio in tqdm(audios, desc=f"MOS {self.name}", unit="utt", disable=not progress):
                 wav = torch.from_numpy(np.asarray(audio, dtype=np.float32)).to(self.device)
                 scores.append(float(self.scorer.score(wav[None])[0]))
         return {"utmos": scores}
@@ -125,7 +125,8 @@ class DNSMOSPredictor:
     columns = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
     uses_gpu = False  # onnxruntime on the CPU: score_tts runs it after giving the GPU back
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", threads: int = 0) -> None:
+        """`threads`: onnxruntime's threads per model (0: its default, one per core)."""
         dnsmos = _import("speechmos.dnsmos", "speechmos (with onnxruntime and librosa)")
         models = Path(dnsmos.__file__).parent
         primary, p808 = models / "dnsmos_models" / "sig_bak_ovr.onnx", models / "dnsmos_models" / "model_v8.onnx"
@@ -133,11 +134,18 @@ class DNSMOSPredictor:
             if not path.is_file():
                 raise MOSUnavailable(f"DNSMOS model {path} missing from the speechmos package")
         self.model = dnsmos.DNSMOS(str(primary), str(p808))
+        if threads:
+            import onnxruntime
+
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            self.model.onnx_sess = onnxruntime.InferenceSession(str(primary), options)
+            self.model.p808_onnx_sess = onnxruntime.InferenceSession(str(p808), options)
         self.model_name = f"dnsmos p835 sig_bak_ovr + p808 (speechmos {_version('speechmos')})"
 
-    def predict(self, audios: list[np.ndarray]) -> dict[str, list[float]]:
+    def predict(self, audios: list[np.ndarray], progress: bool = True) -> dict[str, list[float]]:
         out = {column: [] for column in self.columns}
-        for audio in tqdm(audios, desc=f"MOS {self.name}", unit="utt"):
+        for audio in tqdm(audios, desc=f"MOS {self.name}", unit="utt", disable=not progress):
             # speechmos refuses samples outside [-1, 1]
             scores = self.model(np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0), SAMPLE_RATE, False)
             for column, key in zip(self.columns, ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")):
@@ -161,12 +169,12 @@ class DistillMOSPredictor:
         self.device = device
         self.model_name = f"distillmos v7 (distillmos {_version('distillmos')})"
 
-    def predict(self, audios: list[np.ndarray]) -> dict[str, list[float]]:
+    def predict(self, audios: list[np.ndarray], progress: bool = True) -> dict[str, list[float]]:
         import torch
 
         scores = []
         with torch.no_grad():
-            for audio in tqdm(audios, desc=f"MOS {self.name}", unit="utt"):
+            for audio in tqdm(audios, desc=f"MOS {self.name}", unit="utt", disable=not progress):
                 wav = torch.from_numpy(np.asarray(audio, dtype=np.float32)).to(self.device)
                 scores.append(float(self.model(wav[None]).reshape(-1)[0]))
         return {"distillmos": scores}
@@ -177,8 +185,10 @@ MOS_CHOICES = tuple(PREDICTORS)
 
 
 def load_predictors(names: list[str], utmos_source: str = UTMOS_HUB_REPO,
-                    model_dir: str | os.PathLike = "models", device: str = "cpu") -> tuple[dict, dict]:
-    """({name: predictor}, {name: reason it is unavailable}) for the predictors in `names`.
+                    model_dir: str | os.PathLike = "models", device: str = "cpu",
+                    onnx_threads: int = 0) -> tuple[dict, dict]:
+    """({name: predictor}, {name: reason it is unavailable}) for the predictors in `names`;
+    `onnx_threads`: DNSMOS's threads per ONNX model (0: onnxruntime's default).
 
     A missing package or missing hub weights is a reason; a weights file or
     folder named explicitly that is missing or wrong is an error.
@@ -191,6 +201,8 @@ def load_predictors(names: list[str], utmos_source: str = UTMOS_HUB_REPO,
         try:
             if name == "utmos":
                 predictors[name] = UTMOSPredictor(utmos_source, model_dir, device)
+            elif name == "dnsmos":
+                predictors[name] = DNSMOSPredictor(device, onnx_threads)
             else:
                 predictors[name] = PREDICTORS[name](device)
         except MOSUnavailable as exc:

@@ -70,7 +70,7 @@ def choose_test_utterances(held_out: list[str], count: int, seed: list[int]) -> 
 def libritts_test_set(resource: str | Path, libritts_id: str, sentences: list[str], enrollment: Path, count: int,
                       seed: list[int]) -> tuple[list[dict], dict]:
     """A LibriTTS speaker's clean test recordings: `count` of its held-out utterances (see
-    libritts_roles) drawn with `seed`, as {id, source} each, and the record of the choice."""
+    libritts_roles) drawn with `seed`, as {id, source, text} each, and the record of the choice."""
     utterances = corpora.libritts_utterances(resource, libritts_id)
     roles = libritts_roles(utterances, sentences, enrollment)
     held_out = list(roles.utt_id[roles.role == "held_out"])
@@ -90,4 +90,5 @@ def libritts_test_set(resource: str | Path, libritts_id: str, sentences: list[st
         "sentence_utterances": int((roles.role == "sentence").sum()),
         "held_out_utterances": len(held_out),
     }
-    return [{"id": utt, "source": wavs[utt]} for utt in chosen], record
+    texts = dict(zip(utterances.utt_id, utterances.original_text))
+    return [{"id": utt, "source": wavs[utt], "text": texts[utt]} for utt in chosen], record

@@ -141,9 +141,9 @@ def build_speaker(
             speaker.say(text, "test", i) for i, text in enumerate(tqdm(test_texts, desc=f"{speaker_id} test"))
         ]
         test_rng = speaker_rng(seed, "test")
-        write_test_folder(tmp / "test", mixed_test_set(
-            speaker_id, clean_utts, noise_set, list(noise_table.noise_id), test_snrs_db, test_rng
-        ))
+        mixed = mixed_test_set(speaker_id, clean_utts, noise_set, list(noise_table.noise_id), test_snrs_db, test_rng)
+        texts = [text for text in test_texts for _ in noise_set]  # mixed utterance by utterance
+        write_test_folder(tmp / "test", ({**row, "text": text} for row, text in zip(mixed, texts)))
 
         voice_record = {
             "speaker": speaker_id,
