@@ -1,11 +1,19 @@
-"""The results tables and plots as a reader sees them: units, footnotes, attributable points."""
+"""The results tables and plots as a reader sees them: units, footnotes, attributable points, and the
+scores without a reference of speakers who have none."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts.scoring.plots import plot_secs_vs_sdri, plot_sdri_by_condition
-from workflow_scripts.scoring.results import eval_table_labels, summarize_groups, tts_score_labels
+from workflow_scripts.scoring.enhanced import METRICS, NO_REFERENCE
+from workflow_scripts.scoring.plots import plot_sdri_by_condition, plot_secs_vs_sdri
+from workflow_scripts.scoring.results import (
+    eval_table_labels,
+    per_speaker_means,
+    read_eval_tables,
+    summarize_groups,
+    tts_score_labels,
+)
 from workflow_scripts.scoring.tables import markdown_to_html, summary_markdown
 
 SPEAKERS = {"r1": "real", "r2": "real", "v1": "virtual"}
@@ -123,3 +131,55 @@ def test_plots_mark_every_speaker(tmp_path):
     assert "(cosine)" in secs_fig.axes[0].get_xlabel() and "(dB)" in secs_fig.axes[0].get_ylabel()
     for name in ("sdri.png", "secs.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def eval_table(referenced: bool, gain: float, texts: bool) -> pd.DataFrame:
+    """A per-utterance evaluation table of two mixtures as evaluate writes it."""
+    nan = np.nan
+    rows = []
+    for i in range(2):
+        reference = {"sdr_in_db": 0.0, "sdr_db": 5.0 + gain, "sdri_db": 5.0 + gain, "estoi_in": 0.6, "estoi": 0.7,
+                     "pesq_in": 1.5, "pesq": 2.0} if referenced else dict.fromkeys(METRICS, nan)
+        rows.append({"mixture_id": f"m{i}", "noise_id": "n", "snr_db": 0.0, **reference,
+                     "dnsmos_sig_in": 3.0, "dnsmos_sig": 3.0 + gain, "dnsmos_bak_in": 2.0, "dnsmos_bak": 3.5,
+                     "dnsmos_ovrl_in": 2.0 + i, "dnsmos_ovrl": 2.5 + gain + i, "distillmos_in": 2.0,
+                     "distillmos": 2.2 + gain,
+                     "wer_in": 0.5 if texts else nan, "wer": (0.25 if i == 0 else 0.5) if texts else nan,
+                     "reference_words": (4 if i == 0 else 12) if texts else nan, "asr": "pocketsphinx-en-us",
+                     "notes": "; ".join([NO_REFERENCE] * (not referenced) + ["wer: no transcript"] * (not texts))})
+    return pd.DataFrame(rows)
+
+
+def test_speakers_without_references_get_nonintrusive_scores_in_and_out(tmp_path):
+    """A real speaker with references and texts, a virtual one with neither: the second table per
+    group has every score of the mixture beside the output's, the WER where there is text."""
+    paths = []
+    for speaker, referenced in (("r1", True), ("v1", False)):
+        for source, size, gain in (("generalist", "-", 0.0), ("clone", "2min", 0.5)):
+            path = tmp_path / "tiny" / source / (size if source != "generalist" else "") / f"{speaker}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            eval_table(referenced, gain, texts=referenced).to_csv(path, index=False)
+            paths.append(path)
+    means = per_speaker_means(read_eval_tables([eval_table_labels(p) for p in paths]))
+    groups = {"r1": "real", "v1": "virtual"}
+    means["group"] = means.speaker.map(groups)
+    real_clone = means[(means.speaker == "r1") & (means.source == "clone")].iloc[0]
+    assert real_clone.wer == pytest.approx((0.25 * 4 + 0.5 * 12) / 16)  # the corpus WER of the speaker
+    summary = summarize_groups(means, pd.DataFrame(), groups)
+    markdown = summary_markdown(summary, pd.DataFrame())
+
+    virtual = markdown.split("### Virtual speakers")[1]
+    assert rows_of(virtual, "clone 2min")[0][1] == "n/a¹"  # SDRi: no reference
+    table = virtual.split("#### Non-intrusive scores")[1]
+    header = next(line for line in table.splitlines() if line.startswith("| Condition |"))
+    assert "| DNSMOS OVRL in (1-5) | DNSMOS OVRL out (1-5) |" in header and "WER out (%)" in header
+    clone = rows_of(table, "clone 2min")[0]
+    assert clone[5:7] == ["2.50", "3.50"]  # DNSMOS OVRL in, out: means of 2.0, 3.0 and 3.0, 4.0
+    assert clone[7:9] == ["2.00", "2.70"]  # DistillMOS
+    assert clone[9:11] == ["n/a²", "n/a²"] and "- ² WER: no transcript" in markdown
+    real = markdown.split("### Real speakers")[1].split("#### Non-intrusive scores")[1]
+    assert rows_of(real, "clone 2min")[0][9:11] == ["50.0", "43.8"]  # 7 errors in 16 words
+    assert "transcribed by pocketsphinx-en-us" in markdown.replace("\n", " ")
+    assert markdown.count("| Condition |") == 6 and "unprocessed" not in table
+    every = markdown.split("### All speakers")[1].split("#### Non-intrusive scores")[1]
+    assert rows_of(every, "clone 2min")[0][9:] == ["50.0", "43.8", "2 (1 with text)"]  # the WER: r1's

@@ -4,7 +4,10 @@ speakers and for each group of speakers (real, virtual) apart.
 
 Rows: the unprocessed mixtures, the generalist, and every fine-tuning condition (gt and
 each TTS system at each data size), per model size; TTS rows also carry the speaker
-similarity (SECS) and WER of their speech.
+similarity (SECS) and WER of their speech. The scores that need no clean reference
+(predicted MOS, the WER of the enhanced speech) come in pairs: the mixture's (`*_in`) and
+the enhanced speech's (`*_out`), averaged over the same speakers; where one is missing,
+`<family>_reason` says why (from the evaluation tables' notes).
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ import pandas as pd
 # per-utterance column -> table column
 METRIC_TITLES = {"sdri_db": "SDRi", "sdr_db": "SDR", "estoi": "eSTOI", "pesq": "PESQ"}
 INPUT_METRIC_TITLES = {"sdr_in_db": "SDR", "estoi_in": "eSTOI", "pesq_in": "PESQ"}
+# scores without a reference: per-utterance column (the mixture's with "_in") -> summary columns
+# {title}_in and {title}_out (WER in percent)
+NONINTRUSIVE_TITLES = {"dnsmos_sig": "DNSMOS_SIG", "dnsmos_bak": "DNSMOS_BAK", "dnsmos_ovrl": "DNSMOS_OVRL",
+                       "distillmos": "DistillMOS", "wer": "ASR_WER_pct"}
+# the family of each such score: its notes start with "{family}: "
+NONINTRUSIVE_FAMILIES = {"dnsmos_sig": "dnsmos", "dnsmos_bak": "dnsmos", "dnsmos_ovrl": "dnsmos",
+                         "distillmos": "distillmos", "wer": "wer"}
 GENERALIST = "generalist"
 
 
@@ -106,14 +116,75 @@ def condition_name(source: str, size: str) -> str:
     return GENERALIST if source == GENERALIST else f"{source} {size}"
 
 
+def nonintrusive_scores(columns) -> list[str]:
+    """The scores without a reference that a table of these columns holds (both sides present)."""
+    return [name for name in NONINTRUSIVE_TITLES if name in columns and f"{name}_in" in columns]
+
+
+def corpus_wer(group: pd.DataFrame, column: str) -> float:
+    """All word errors / all reference words of the utterances with a WER in `column`."""
+    words = group["reference_words"].astype(float)
+    both = group[column].notna() & words.notna()
+    return float((group[column] * words)[both].sum() / words[both].sum()) if both.any() else np.nan
+
+
+def note_reasons(notes: pd.Series, family: str) -> str:
+    """The distinct reasons the notes give for the scores of `family` ("{family}: reason")."""
+    prefix = f"{family}: "
+    found = {part.strip()[len(prefix):] for text in notes.fillna("").astype(str)
+             for part in text.split("; ") if part.strip().startswith(prefix)}
+    return "; ".join(sorted(found))
+
+
 def per_speaker_means(evals: pd.DataFrame) -> pd.DataFrame:
-    """Mean of each metric per (model, source, size, speaker), NaN ignored."""
+    """Mean of each metric per (model, source, size, speaker), NaN ignored; the WER of the
+    enhanced speech and of the mixture as the corpus WER of the speaker's utterances, and
+    `<family>_reason` for the scores without a reference."""
     columns = list(METRIC_TITLES) + list(INPUT_METRIC_TITLES)
-    grouped = evals.groupby(["model", "source", "size", "speaker"], sort=False)[columns]
+    nonintrusive = nonintrusive_scores(evals.columns)
+    by_speaker = evals.groupby(["model", "source", "size", "speaker"], sort=False)
+    grouped = by_speaker[columns]
     means = grouped.mean().reset_index()
     means["n_utterances"] = grouped.size().values
     means["n_missing"] = grouped.apply(lambda g: int(g.isna().sum().sum())).values
+    for name in nonintrusive:
+        for column in (f"{name}_in", name):
+            if name == "wer":
+                means[column] = by_speaker.apply(lambda g, c=column: corpus_wer(g, c), include_groups=False).values
+            else:
+                means[column] = by_speaker[column].mean().values
+    for family in dict.fromkeys(NONINTRUSIVE_FAMILIES[name] for name in nonintrusive):
+        means[f"{family}_reason"] = by_speaker["notes"].apply(lambda n, f=family: note_reasons(n, f)).values
+    if nonintrusive:
+        outputs = evals[nonintrusive].notna().any(axis=1)
+        means["n_nonintrusive"] = outputs.groupby([evals[k] for k in ("model", "source", "size", "speaker")],
+                                                  sort=False).sum().values
+    if "wer" in nonintrusive and "asr" in evals.columns:
+        means["asr"] = by_speaker["asr"].apply(lambda a: ",".join(sorted({str(x) for x in a.dropna() if x}))).values
     return means
+
+
+def nonintrusive_summary(group: pd.DataFrame, unprocessed: bool) -> dict:
+    """The summary columns of the scores without a reference over a row's speakers: the
+    mixture's (`_in`) and, for a model, the enhanced speech's (`_out`); `<family>_reason`
+    where a score is missing, `ASR_eval` the ASR behind the WER."""
+    row, reasons = {}, {}
+    if "n_nonintrusive" in group.columns:
+        row["n_nonintrusive"] = group["n_nonintrusive"].max()
+    for name in nonintrusive_scores(group.columns):
+        title, scale = NONINTRUSIVE_TITLES[name], 100 if name == "wer" else 1
+        row[f"{title}_in"] = scale * group[f"{name}_in"].mean()
+        if not unprocessed:
+            row[f"{title}_out"] = scale * group[name].mean()
+        family = NONINTRUSIVE_FAMILIES[name]
+        missing = group[group[f"{name}_in"].isna() | group[name].isna()]
+        reasons.setdefault(family, set()).update(r for r in missing[f"{family}_reason"] if isinstance(r, str) and r)
+        if name == "wer":  # the speakers whose test set has the text
+            row["n_with_text"] = group.speaker[group[f"{name}_in"].notna()].nunique()
+        if name == "wer" and "asr" in group.columns:
+            row["ASR_eval"] = ",".join(sorted({a for names in group.asr.dropna() for a in str(names).split(",") if a}))
+    row.update({f"{family}_reason": "; ".join(sorted(found)) for family, found in reasons.items()})
+    return row
 
 
 def summarize(speaker_means: pd.DataFrame, tts: pd.DataFrame) -> pd.DataFrame:
@@ -128,7 +199,8 @@ def summarize(speaker_means: pd.DataFrame, tts: pd.DataFrame) -> pd.DataFrame:
              "n_scored": inputs.speaker[inputs.sdr_in_db.notna()].nunique(),
              **{name: inputs[col].mean() for col, name in INPUT_METRIC_TITLES.items()},
              # no improvement by definition, where the mixtures could be scored at all
-             "SDRi": 0.0 if inputs["sdr_in_db"].notna().any() else np.nan}
+             "SDRi": 0.0 if inputs["sdr_in_db"].notna().any() else np.nan,
+             **nonintrusive_summary(inputs, unprocessed=True)}
         )
         for (source, size), group in by_model.groupby(["source", "size"], sort=False):
             row = {"model": model, "condition": condition_name(source, size), "source": source,
@@ -137,6 +209,7 @@ def summarize(speaker_means: pd.DataFrame, tts: pd.DataFrame) -> pd.DataFrame:
                    "n_scored": group.speaker[group.sdri_db.notna()].nunique()}
             row.update({name: group[col].mean() for col, name in METRIC_TITLES.items()})
             row["SDRi_sd"] = group["sdri_db"].std(ddof=1) if len(group) > 1 else np.nan
+            row.update(nonintrusive_summary(group, unprocessed=False))
             scores = tts[tts.source == source] if len(tts) else tts
             if source != GENERALIST and len(scores):
                 row["SECS_xvector"] = scores.secs_xvector.mean()

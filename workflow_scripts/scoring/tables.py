@@ -9,6 +9,7 @@ similarity (x-vector) before resemblyzer's, and a score that could not be comput
 from __future__ import annotations
 
 import html
+import textwrap
 
 import markdown
 import numpy as np
@@ -65,6 +66,11 @@ SPEECH_COLUMNS = [("SECS_xvector", "SECS x-vector (cos)", 3, 1), ("SECS", "SECS 
                   ("WER_pct", "WER (%)", 1, 1)]
 NO_REFERENCES = ("not applicable: these speakers' test mixtures have no clean reference (they are"
                  " enhanced, and exported for the challenge)")
+# the scores without a reference: (summary column without _in/_out, header, digits, family)
+NONINTRUSIVE_COLUMNS = [("DNSMOS_SIG", "DNSMOS SIG", 2, "dnsmos"), ("DNSMOS_BAK", "DNSMOS BAK", 2, "dnsmos"),
+                        ("DNSMOS_OVRL", "DNSMOS OVRL", 2, "dnsmos"), ("DistillMOS", "DistillMOS", 2, "distillmos"),
+                        ("ASR_WER_pct", "WER", 1, "wer")]
+NONINTRUSIVE_TITLES = {"dnsmos": "DNSMOS", "distillmos": "DistillMOS", "wer": "WER"}
 
 
 def speakers_cell(row) -> str:
@@ -95,6 +101,9 @@ def summary_markdown(summary: pd.DataFrame, tts: pd.DataFrame) -> str:
             f"{' / '.join(map(str, n_scored)) or 'n/a'} utterances of each speaker's speech from that source,",
             "which every data size shares: they repeat across data sizes.",
         ]
+    nonintrusive = [c for c in NONINTRUSIVE_COLUMNS if f"{c[0]}_out" in summary.columns]
+    if nonintrusive:
+        parts += nonintrusive_intro(summary, nonintrusive)
     parts.append("")
     if "group" not in summary.columns:
         summary = summary.assign(group=ALL)
@@ -122,8 +131,47 @@ def summary_markdown(summary: pd.DataFrame, tts: pd.DataFrame) -> str:
                     cells.append(value)
                 rows.append(cells + [speakers_cell(row)])
             parts += [markdown_table(header, rows), ""]
+            if nonintrusive:
+                parts += [f"{'####' if several_groups else '###'} Non-intrusive scores", "",
+                          nonintrusive_table(group, nonintrusive, notes), ""]
     parts += notes.markdown()
     return "\n".join(parts)
+
+
+def nonintrusive_intro(summary: pd.DataFrame, columns: list) -> list[str]:
+    """What the non-intrusive tables hold, for the page's introduction."""
+    counts = sorted({int(n) for n in summary.get("n_nonintrusive", pd.Series(dtype=float)).dropna() if n > 0})
+    scored = f"on {' / '.join(map(str, counts))} of each speaker's test mixtures" if counts else "on its test mixtures"
+    text = ("Non-intrusive scores need no clean reference, so every speaker has them: those of the unprocessed"
+            f" mixtures (in) and of the enhanced speech (out) of the row's speakers, {scored}. DNSMOS P.835"
+            " (SIG: speech, BAK: background, OVRL: overall) and DistillMOS are predicted MOS on a 1-5 scale.")
+    if any(c[0] == "ASR_WER_pct" for c in columns):
+        asr = sorted({a for names in summary.get("ASR_eval", pd.Series(dtype=object)).dropna()
+                      for a in str(names).split(",") if a})
+        text += (" WER: corpus word error rate per speaker against the test set's text, in percent, transcribed"
+                 f" by {', '.join(asr) or 'n/a'}.")
+    return textwrap.wrap(text, width=100)
+
+
+def nonintrusive_table(group: pd.DataFrame, columns: list, notes: Notes) -> str:
+    """The scores without a reference of each model's row: the mixture's beside the output's."""
+    header = ["Condition"]
+    for _, title, _, family in columns:
+        unit = "(%)" if family == "wer" else "(1-5)"
+        header += [f"{title} in {unit}", f"{title} out {unit}"]
+    rows = []
+    for _, row in group[group.condition != "unprocessed"].iterrows():
+        cells = [str(row.condition)]
+        for column, title, digits, family in columns:
+            reason = row.get(f"{family}_reason")
+            reason = f"{NONINTRUSIVE_TITLES[family]}: {reason}" if isinstance(reason, str) and reason else ""
+            for side in ("_in", "_out"):
+                value = fmt(row.get(column + side), digits)
+                cells.append(value if value is not None else notes.cite(reason))
+        n, with_text = int(row.n_speakers), row.get("n_with_text")
+        with_text = n if with_text is None or pd.isna(with_text) else int(with_text)
+        rows.append(cells + [f"{n} ({with_text} with text)" if with_text < n else str(n)])
+    return markdown_table(header + ["speakers"], rows)
 
 
 def speech_notes(tts: pd.DataFrame) -> dict[tuple[str, str], str]:
