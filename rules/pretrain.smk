@@ -1,7 +1,15 @@
 # The generalist: a ConvTasNet pre-trained on the background pool of other
 # voices and generic noises (or taken from a checkpoint, see config). Crops are
 # read from disk as they are drawn; validation mixes with the pool's held-out
-# noises where it has them (LibriSpeech + MUSAN).
+# noises where it has them (LibriSpeech + MUSAN). With generalist.pretrain_gpus N, the job
+# asks for N GPUs and trains data-parallel on them, one process each, the recipe unchanged.
+
+PRETRAIN_GPUS = config["generalist"].get("pretrain_gpus", 1)
+if config["generalist"].get("pretrain", {}).get("batch_size", PRETRAIN_GPUS) % PRETRAIN_GPUS:
+    raise WorkflowError(
+        f"config: generalist.pretrain_gpus {PRETRAIN_GPUS} does not divide generalist.pretrain.batch_size"
+        f" {config['generalist']['pretrain']['batch_size']}: each GPU takes an equal share of every batch"
+    )
 
 
 rule pretrain:
@@ -27,7 +35,7 @@ rule pretrain:
         "../envs/pse-torch.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=PRETRAIN_GPUS,
     params:
         recipe=cli_args(config["generalist"].get("pretrain", {})),
         val_noises=lambda wildcards, input: path_args(
@@ -39,5 +47,5 @@ rule pretrain:
     shell:
         "python -m workflow_scripts.pretrain --speech-dir {input.speech}"
         " --noise-dir {input.noises} {params.val_noises} --model-size {wildcards.model}"
-        " {params.recipe} --threads {threads} --resume-file {params.resume}"
+        " {params.recipe} --threads {threads} --processes {resources.gpu} --resume-file {params.resume}"
         " --out-dir {params.out_dir} 2> {log}"

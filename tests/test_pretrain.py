@@ -348,3 +348,28 @@ def test_pretrain_rule_passes_the_held_out_noises(tmp_path):
     shell = next(line for line in result.stdout.splitlines() if "workflow_scripts.pretrain" in line)
     assert "--val-noise-dir data/pretrain_pool/val_noises" in shell
     assert "--val-metric si_sdri" in shell and "--num-val 500" in shell
+
+
+def test_pretrain_rule_asks_for_the_configured_gpus(tmp_path):
+    """generalist.pretrain_gpus is the job's gpu resource and its --processes; one that does not
+    divide the batch stops the workflow while it is parsed."""
+
+    def dry_run(pretrain_gpus: int) -> subprocess.CompletedProcess:
+        overrides = tmp_path / f"gpus{pretrain_gpus}.yaml"
+        overrides.write_text(
+            f"speakers: {REPO / 'configs' / 'genda2025_speakers.tsv'}\n"
+            f"generalist: {{source: pretrain, pool: librispeech, pretrain_gpus: {pretrain_gpus}}}\n"
+        )
+        command = [sys.executable, "-m", "snakemake", "-n", "--printshellcmds", "--snakefile", str(REPO / "Snakefile"),
+                   "--directory", str(tmp_path), "--configfile", str(REPO / "configs" / "genda2025.yaml"),
+                   str(overrides), "--resources", "gpu=4", "--", "results/pretrain/tiny/model.pt"]
+        return subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
+
+    result = dry_run(2)
+    assert result.returncode == 0, result.stderr[-4000:]
+    shell = next(line for line in result.stdout.splitlines() if "workflow_scripts.pretrain" in line)
+    assert "--batch-size 64" in shell and "--processes 2" in shell
+    refused = dry_run(3)
+    assert refused.returncode != 0
+    message = refused.stdout + refused.stderr  # snakemake prints a parse-time error on stdout
+    assert "generalist.pretrain_gpus 3 does not divide generalist.pretrain.batch_size 64" in message

@@ -9,18 +9,33 @@ training), else with the training noises. Writes out-dir/{model.pt,
 training_log.csv, config.yaml, loss.png}, the folder appearing only when
 complete. With `--resume-file`, a killed run started again continues where its
 last checkpoint left off (see training/resume.py).
+
+With `--processes N` (N > 1) it trains data-parallel on N GPUs, one process each
+(runtime/distributed.py): `--batch-size` stays the batch of one step, each
+process taking batch / N of it; rank 0 validates and writes. Without a GPU it
+trains in one process on the CPU, unless `--device cpu` asks for N CPU
+processes. Started by `torchrun`, it is one of torchrun's processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import torch
 
 from workflow_scripts.files.audio import atomic_dir
 from workflow_scripts.files.folders import DataError, read_noise_table, read_speech_folder
 from workflow_scripts.model.convtasnet import MODEL_SIZES, build_model, count_parameters
+from workflow_scripts.runtime.distributed import (
+    SINGLE,
+    claim_devices,
+    join_process_group,
+    launch,
+    launcher_world_size,
+    per_process_batch,
+)
 from workflow_scripts.runtime.gpu import resolve_device
 from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.training.data import AudioFiles, CropMixer, load_noises, load_utterances, validation_set
@@ -45,7 +60,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--num-val", type=int, default=10, help="last utterances held out for validation")
     parser.add_argument(
-        "--read-threads", type=int, default=4, help="threads reading training crops from disk"
+        "--read-threads", type=int, default=4, help="threads reading training crops from disk (per process)"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="data-parallel processes, one per GPU (on the CPU only with --device cpu); each takes"
+        " --batch-size / N of every batch",
     )
     add_recipe_args(parser, PRETRAIN_DEFAULTS)
     return parser.parse_args(argv)
@@ -53,10 +75,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     setup_logging()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     recipe = recipe_from_args(args)
     if args.read_threads < 1:
         raise ValueError("--read-threads must be >= 1")
+    world_size = launcher_world_size() or args.processes
+    per_process_batch(recipe.batch_size, world_size, "config generalist.pretrain_gpus and generalist.pretrain")
 
     manifest = read_speech_folder(args.speech_dir)
     noise_table = read_noise_table(args.noise_dir)
@@ -67,14 +92,32 @@ def main(argv=None) -> None:
             f"{args.speech_dir}: {len(manifest)} utterances; --num-val {args.num_val} "
             "must leave at least one for training"
         )
+    if launcher_world_size() is None and args.processes > 1:
+        device_kind = claim_devices(args.device, args.processes)
+        if device_kind is not None:
+            launch("workflow_scripts.pretrain", [*argv, "--device", device_kind], args.processes)
+            return
+        log.warning("no GPU: --processes %d ignored, training in one process on the CPU", args.processes)
+    group = join_process_group(args.device) if launcher_world_size() is not None else SINGLE
+    try:
+        pretrain(args, recipe, manifest, noise_table, group)
+    finally:
+        group.close()
+
+
+def pretrain(args, recipe, manifest, noise_table, group) -> None:
+    """Train and write the outputs (rank 0's part of a data-parallel run; the others train only)."""
+    main = group.is_main
     train_rows, val_rows = manifest.iloc[: -args.num_val], manifest.iloc[-args.num_val :]
     speech = AudioFiles(train_rows["wav"], "speech", args.read_threads)
     noises = AudioFiles(noise_table["wav"], "noise", args.read_threads)
-    val_noises = load_noises(args.val_noise_dir)[1] if args.val_noise_dir is not None else noises
-    val_pairs = validation_set(load_utterances(val_rows), val_noises, recipe.seed, recipe.peak_normalize)
+    val_pairs = []
+    if main:
+        val_noises = load_noises(args.val_noise_dir)[1] if args.val_noise_dir is not None else noises
+        val_pairs = validation_set(load_utterances(val_rows), val_noises, recipe.seed, recipe.peak_normalize)
 
     torch.set_num_threads(args.threads)
-    device = torch.device(resolve_device(args.device))
+    device = torch.device(resolve_device(args.device)) if group is SINGLE else group.device
     seed_everything(recipe.seed)
     model = build_model(args.model_size)
     log.info(
@@ -92,10 +135,15 @@ def main(argv=None) -> None:
         VAL_METRICS[recipe.val_metric][1],
     )
 
+    if group.world_size > 1:
+        log.info("data-parallel over %d processes: %d examples of each batch of %d per process",
+                 group.world_size, recipe.batch_size // group.world_size, recipe.batch_size)
     mixer = CropMixer(speech, noises, recipe, read_threads=args.read_threads)
     result = train(
-        model, mixer, val_pairs, recipe, device, args.resume_file, args.resume_every, prefetch=True
+        model, mixer, val_pairs, recipe, device, args.resume_file, args.resume_every, prefetch=True, group=group
     )
+    if not main:
+        return
     log.info(
         "best step %d: %s %.3f dB", result.best_step, VAL_METRICS[recipe.val_metric][1], result.best_val_db
     )

@@ -7,13 +7,17 @@ of a random training utterance mixed with a random noise of the set at a
 random offset and a random SNR. The signals are held in memory, or read crop
 by crop from disk (`AudioFiles`, for pools larger than memory): the same seed
 gives the same crops either way. Validation is a fixed, seeded set of
-full-length mixtures.
+full-length mixtures. In data-parallel training every process draws the
+whole batch from the same sampler and reads and mixes only its share of it
+(`BatchShare`), so the batches do not depend on the number of processes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -243,27 +247,61 @@ class CropMixer:
         mixtures, cleans, snrs_db = self.batch(rng, 1)
         return mixtures[0], cleans[0], float(snrs_db[0])
 
-    def batch(self, rng: np.random.Generator, batch_size: int):
-        """(mixtures, cleans, snrs_db) of `batch_size` examples.
+    def _make(self, draws) -> list:
+        return list(self._pool.map(self._example, draws) if self._pool else map(self._example, draws))
+
+    def batch(self, rng: np.random.Generator, batch_size: int, share: BatchShare | None = None):
+        """(mixtures, cleans, snrs_db) of `batch_size` examples, or of this process's share of them.
 
         Draws come one after another from `rng` and each is kept or, when
         silent, redrawn; as many draws as examples still missing are read at
-        once, so the draws are those of drawing example by example."""
-        examples, silent_draws = [], 0
-        while len(examples) < batch_size:
-            draws = [self._draw(rng) for _ in range(batch_size - len(examples))]
-            made = self._pool.map(self._example, draws) if self._pool else map(self._example, draws)
-            for example, draw in zip(made, draws):
-                if example is not None:
-                    examples.append((*example, draw[-1]))
+        once, so the draws are those of drawing example by example. With a
+        `share`, every process makes the same draws; each reads the draws
+        that fall in its share if all are kept, the processes add up which
+        were silent, and each then has its share of the very batch one
+        process would have made (reading, where a silent draw moved the
+        examples along, the few that another process read)."""
+        rank, world_size = (0, 1) if share is None else (share.rank, share.world_size)
+        if batch_size % world_size:
+            raise ValueError(f"a batch of {batch_size} does not split evenly over {world_size} processes")
+        per_process = batch_size // world_size
+        kept, silent_draws = [], 0  # kept: (draw, its example where this process made it)
+        while len(kept) < batch_size:
+            draws = [self._draw(rng) for _ in range(batch_size - len(kept))]
+            mine = [j for j in range(len(draws)) if (len(kept) + j) // per_process == rank]
+            made = dict(zip(mine, self._make([draws[j] for j in mine]), strict=True))
+            silent = np.array([j in made and made[j] is None for j in range(len(draws))])
+            if share is not None:
+                silent = share.sum_over_processes(silent.astype(np.int64)) > 0
+            for j, draw in enumerate(draws):
+                if not silent[j]:
+                    kept.append((draw, made.get(j)))
                     silent_draws = 0
                     continue
                 silent_draws += 1
                 if silent_draws == MAX_DRAWS:
                     raise DataError(f"{MAX_DRAWS} draws in a row gave a silent speech or noise crop")
-        mixtures = np.stack([e[0] for e in examples])
-        cleans = np.stack([e[1] for e in examples])
-        return mixtures, cleans, np.array([e[2] for e in examples])
+        ours = kept[rank * per_process : (rank + 1) * per_process]
+        missing = [draw for draw, example in ours if example is None]
+        if missing:
+            others = iter(self._make(missing))
+            ours = [(draw, next(others) if example is None else example) for draw, example in ours]
+        if any(example is None for _, example in ours):
+            raise RuntimeError("a draw another process kept is silent here: the processes read different audio")
+        mixtures = np.stack([example[0] for _, example in ours])
+        cleans = np.stack([example[1] for _, example in ours])
+        return mixtures, cleans, np.array([draw[-1] for draw, _ in ours])
+
+
+@dataclass(frozen=True)
+class BatchShare:
+    """This process's share of each batch in data-parallel training: examples
+    [rank * b, (rank + 1) * b) of a batch, b = batch size / world size.
+    `sum_over_processes` adds a small integer array over the processes."""
+
+    rank: int
+    world_size: int
+    sum_over_processes: Callable[[np.ndarray], np.ndarray]
 
 
 def validation_set(utterances, noises, seed: int, peak_normalize: bool = False):

@@ -6,6 +6,12 @@ si_sdri`). The loop keeps the best state; the validation score of the
 initial model is the first history row (step 0), so the best state can be
 the initial one. With a resume file it continues a killed run exactly (see
 `training.resume`).
+
+Data-parallel (a `ProcessGroup` of several processes, runtime/distributed.py):
+every process draws the same batches and trains on its share of each
+(DistributedDataParallel averages the gradients), so a run of any number of
+processes follows the one-process run up to float rounding; rank 0 validates,
+decides on early stopping and tells the others, and writes the resume file.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from tqdm import tqdm
 
 from workflow_scripts.model.convtasnet import ConvTasNet
 from workflow_scripts.model.enhance import enhance
+from workflow_scripts.runtime.distributed import SINGLE, ProcessGroup
 from workflow_scripts.scoring.metrics import neg_sdr_loss, sdr_db, si_sdr_db
-from workflow_scripts.training.data import CropMixer
+from workflow_scripts.training.data import BatchShare, CropMixer
 from workflow_scripts.training.recipe import GRAD_CLIP_NORM, RESUME_EVERY, VAL_METRICS, Recipe
-from workflow_scripts.training.resume import ResumeFile, RunFingerprint, run_fingerprint
+from workflow_scripts.training.resume import ResumeFile, RunFingerprint, restore_random_states, run_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +121,18 @@ class BatchStream:
     """The mixer's training batches in order, and the crop sampler's state
     after the last batch handed out (what a resume file keeps). With
     `prefetch`, the next batch is drawn in a background thread while the
-    current step runs: the same batches, sooner."""
+    current step runs: the same batches, sooner. With a `share`, this
+    process's share of each batch."""
 
-    def __init__(self, mixer: CropMixer, rng: np.random.Generator, batch_size: int, prefetch: bool = False):
-        self.mixer, self.rng, self.batch_size = mixer, rng, batch_size
+    def __init__(self, mixer: CropMixer, rng: np.random.Generator, batch_size: int, prefetch: bool = False,
+                 share: BatchShare | None = None):
+        self.mixer, self.rng, self.batch_size, self.share = mixer, rng, batch_size, share
         self.state = rng.bit_generator.state
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="batches") if prefetch else None
         self._next = self._thread.submit(self._draw) if prefetch else None
 
     def _draw(self):
-        mixtures, cleans, _ = self.mixer.batch(self.rng, self.batch_size)
+        mixtures, cleans, _ = self.mixer.batch(self.rng, self.batch_size, self.share)
         return mixtures, cleans, self.rng.bit_generator.state
 
     def next(self) -> tuple[np.ndarray, np.ndarray]:
@@ -158,6 +167,7 @@ def train(
     resume_file: str | Path | None = None,
     resume_every: int = RESUME_EVERY,
     prefetch: bool = False,
+    group: ProcessGroup = SINGLE,
 ) -> TrainResult:
     """Adam on negative SDR with early stopping on the mean validation score
     (`recipe.val_metric`).
@@ -166,8 +176,12 @@ def train(
     and writes one every `resume_every` steps and on SIGTERM (see
     `training.resume`; SIGTERM stops the run either way). With `prefetch`,
     each batch is drawn while the step before it runs (see BatchStream).
+    With a `group` of several processes, this process's part of a
+    data-parallel run: `recipe.batch_size` is the batch of all of them, and
+    only rank 0 needs `val_pairs` and returns the history and best state.
     """
     device = torch.device(device)
+    main = group.is_main
     seed_everything(recipe.seed)
     rng = np.random.default_rng([recipe.seed, 0])
     model.to(device).train()
@@ -175,20 +189,28 @@ def train(
     column, label = VAL_METRICS[recipe.val_metric]
     validate = validation_scorer(val_pairs, recipe.val_metric, device)
 
-    fingerprint = training_fingerprint(model, mixer, val_pairs, recipe) if resume_file is not None else None
-    resume = ResumeFile(resume_file, "single", fingerprint, resume_every, device)
-    saved = resume.load()
+    kept_file = resume_file if main else None  # rank 0 reads and writes it
+    fingerprint = training_fingerprint(model, mixer, val_pairs, recipe) if kept_file is not None else None
+    resume = ResumeFile(kept_file, "single", fingerprint, resume_every, device)
+    saved = group.rank0_object(resume.load())
     if saved is not None:
+        if not main:
+            restore_random_states(saved["random"], device)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         rng.bit_generator.state = saved["crop_sampler"]
         loop = LoopState(**saved["loop"])
-        log.info("resumed from %s at step %d", resume_file, loop.step)
-    else:
+        if main:
+            log.info("resumed from %s at step %d", resume_file, loop.step)
+    elif main:
         val = validate(model)
         history = [{"step": 0, "train_loss": math.nan, column: val, "best": True}]
         loop = LoopState(step=0, history=history, best_val=val, best_state=cpu_state(model))
         log.info("step 0: %s %.3f dB (initial model)", label, val)
+    else:
+        loop = LoopState(step=0, history=[], best_val=-math.inf, best_state={})
+    trained = group.wrap(model)
+    share = None if group.world_size == 1 else BatchShare(group.rank, group.world_size, group.sum_over_processes)
 
     def state() -> dict:
         return {"loop": asdict(loop), "model": cpu_state(model), "optimizer": optimizer.state_dict(),
@@ -201,24 +223,28 @@ def train(
         mininterval=5.0,
         initial=loop.step,
         total=recipe.max_steps,
+        disable=not main,
     )
-    with resume, BatchStream(mixer, rng, recipe.batch_size, prefetch) as batches:
+    with resume, BatchStream(mixer, rng, recipe.batch_size, prefetch, share) as batches:
         for step in progress:
             mixtures, cleans = batches.next()
-            estimate = model(torch.from_numpy(mixtures).to(device))
+            estimate = trained(torch.from_numpy(mixtures).to(device))
             loss = neg_sdr_loss(estimate, torch.from_numpy(cleans).to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
             optimizer.step()
             loop.step = step
-            loop.losses.append(loss.item())
+            loss_db, stop_requested = group.mean_and_any(loss, resume.stop_requested)
+            loop.losses.append(loss_db)
             if not math.isfinite(loop.losses[-1]):
                 raise FloatingPointError(f"training diverged at step {step}: loss {loop.losses[-1]}")
             evaluation_step = step % recipe.val_every == 0 or step == recipe.max_steps
-            if evaluation_step and evaluate_and_check_stop(model, validate, loop, recipe, progress):
+            if evaluation_step and group.rank0_flag(
+                main and evaluate_and_check_stop(model, validate, loop, recipe, progress)
+            ):
                 break
-            resume.end_of_step(step, recipe.max_steps, state)
+            resume.end_of_step(step, recipe.max_steps, state, stop_requested)
     progress.close()
     return TrainResult(loop.history, loop.best_state, loop.best_step, loop.best_val, recipe.val_metric)
 

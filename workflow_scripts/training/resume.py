@@ -11,6 +11,13 @@ on the CPU). A file written by another kind of loop, or for another recipe,
 initial model or data (its fingerprint), is ignored, and the log says what
 differs; so is a file that cannot be read (truncated or corrupt): a resume file
 is a cache, never a reason to fail.
+
+In data-parallel training every process has a ResumeFile and its SIGTERM
+handler; the loop tells `end_of_step` whether any process was sent SIGTERM,
+so that all stop after the same step, and only rank 0's has the file's path
+(it reads the file, the loop hands its content to the others, and it writes
+it). The state is the same whatever the number of processes (the crop
+sampler's is that of the whole batch), so a run may continue on another.
 """
 
 from __future__ import annotations
@@ -95,19 +102,30 @@ def run_fingerprint(settings, model: torch.nn.Module, signal_groups) -> RunFinge
 
 
 def random_states(device: torch.device) -> dict:
-    """The global random states of torch (and CUDA on a GPU), numpy and Python."""
+    """The global random states of torch (and CUDA on a GPU: of every visible one, or of
+    `device` alone when it names one, as a data-parallel process's does), numpy and Python."""
     states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if device.type == "cuda":
+    if device.type == "cuda" and device.index is None:
         states["torch_cuda"] = torch.cuda.get_rng_state_all()
+    elif device.type == "cuda":
+        states["torch_cuda_device"] = torch.cuda.get_rng_state(device)
     return states
 
 
 def restore_random_states(states: dict, device: torch.device) -> None:
+    """What random_states saved. A CUDA state of one GPU is restored on `device` (a file of
+    every visible GPU's gives its first there; a file of one GPU's sets the current one)."""
     torch.set_rng_state(states["torch"])
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])
-    if device.type == "cuda" and "torch_cuda" in states:
-        torch.cuda.set_rng_state_all(states["torch_cuda"])
+    if device.type != "cuda":
+        return
+    if device.index is None and "torch_cuda" in states:
+        torch.cuda.set_rng_state_all(states["torch_cuda"][: torch.cuda.device_count()])
+        return
+    one = states.get("torch_cuda_device", (states.get("torch_cuda") or [None])[0])
+    if one is not None:
+        torch.cuda.set_rng_state(one, "cuda" if device.index is None else device)
 
 
 def remove_resume(path: str | Path | None) -> None:
@@ -187,14 +205,17 @@ class ResumeFile:
         save_torch(full, self.path)
         log.info("step %d: resume file %s written", step, self.path)
 
-    def end_of_step(self, step: int, max_steps: int, state: Callable[[], dict]) -> None:
+    def end_of_step(self, step: int, max_steps: int, state: Callable[[], dict],
+                    stop_requested: bool | None = None) -> None:
         """After `step`: the file written when due (every `every` steps, or after a
-        SIGTERM; not after the last step), then SystemExit after a SIGTERM."""
+        SIGTERM; not after the last step), then SystemExit after a SIGTERM.
+        `stop_requested`: whether any process of the run was sent SIGTERM (None: this one)."""
         if step >= max_steps:
             return
-        if self.path is not None and (step % self.every == 0 or self.stop_requested):
+        stop_requested = self.stop_requested if stop_requested is None else stop_requested
+        if self.path is not None and (step % self.every == 0 or stop_requested):
             self.save(step, state())
-        if self.stop_requested:
+        if stop_requested:
             log.warning("SIGTERM: stopped after step %d%s", step,
                         f"; run again to continue from {self.path}" if self.path is not None else "")
             raise SystemExit(128 + signal.SIGTERM)
