@@ -9,6 +9,7 @@
 - `StackedTrainer`: the stacked step as `finetune_stacked` runs it (`training.stacked_loop`: crops
   mixed on the device, the fused kernels and a CUDA graph on a GPU with Triton, the eager ops elsewhere).
 - `timed`, `sync`, `free_memory`, `peak_gib`, `machine_name`, `run_info`.
+- `dry_run`: what a bench's `--dry-run` prints (its plan, and whether this machine has what it needs).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import datetime
 import gc
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -212,3 +214,36 @@ class StackedTrainer:
 
     def step(self) -> torch.Tensor:
         return self.step_fn(*self.mixer.draw())
+
+
+# ---- --dry-run ------------------------------------------------------------------------------------
+
+
+def dry_run(plan: dict, device, world_dir: Path | None = None, checkpoint: Path | None = None,
+            needs_triton: bool = False) -> None:
+    """Print what a bench would run (`plan`) and whether this machine has what it needs: the
+    device, Triton, the demo-world data (or flite to build it), the initial model. Trains nothing."""
+    device = torch.device(device)
+    lines = ["dry run: nothing is trained or timed", *(f"{key}: {value}" for key, value in plan.items())]
+    problems = []
+    if device.type == "cuda" and not torch.cuda.is_available():
+        problems.append(f"--device {device}: CUDA is not available here")
+    if needs_triton:
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            problems.append("Triton is not installed (the fused kernels)")
+    if world_dir is not None:
+        cache = Path(world_dir) / "world.npz"
+        if cache.is_file():
+            lines.append(f"data: {cache}")
+        else:
+            lines.append(f"data: a demo-world speaker, built into {world_dir} on first use (flite and WORLD)")
+            if shutil.which("flite") is None:
+                problems.append(f"flite not found: the demo world cannot be built here (carry {cache})")
+    if checkpoint is not None:
+        found = Path(checkpoint).is_file()
+        lines.append(f"initial model: {checkpoint}" if found else f"initial model: {checkpoint} absent, a tiny model"
+                     " of random weights instead")
+    lines.append("ready: yes" if not problems else "ready: no (" + "; ".join(problems) + ")")
+    print("\n".join(lines))

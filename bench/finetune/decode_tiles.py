@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.finetune.common import dry_run  # noqa: E402
 from workflow_scripts.model import fused_mask  # noqa: E402
 
 
@@ -46,7 +47,19 @@ def main(argv=None) -> None:
     parser.add_argument("--backward-tiles", nargs="+", default=["32,128,4", "64,128,8", "64,64,4", "128,64,8",
                                                                  "32,64,4", "64,32,4", "128,32,4", "128,64,4"],
                         help="BLOCK_C,BLOCK_T,warps of decode_bwd")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and what this machine lacks; run nothing")
     args = parser.parse_args(argv)
+    try:
+        forward_tiles = [tuple(int(v) for v in t.split(",")) for t in args.forward_tiles]
+        backward_tiles = [tuple(int(v) for v in t.split(",")) for t in args.backward_tiles]
+    except ValueError:
+        parser.error("a tile is BLOCK_C,BLOCK_T,warps: three whole numbers")
+    if any(len(t) != 3 for t in forward_tiles + backward_tiles):
+        parser.error("a tile is BLOCK_C,BLOCK_T,warps: three whole numbers")
+    if args.dry_run:
+        dry_run({"shape": (8, args.k, args.channels, 8000), "forward tiles": forward_tiles,
+                 "backward tiles": backward_tiles, "out": args.out or "none"}, args.device, needs_triton=True)
+        return
     torch.backends.cuda.matmul.allow_tf32 = True
     shape = (8, args.k, args.channels, 8000)
     score, x = (torch.randn(shape, device=args.device, requires_grad=True) for _ in range(2))
@@ -65,8 +78,6 @@ def main(argv=None) -> None:
     results = {"shape": shape, "unfused (sigmoid_mask + matmul)": _ms(step(None))}
     print(results, flush=True)
     saved = fused_mask.DECODE_FORWARD_TILE, fused_mask.DECODE_BACKWARD_TILE
-    forward_tiles = [tuple(int(v) for v in t.split(",")) for t in args.forward_tiles]
-    backward_tiles = [tuple(int(v) for v in t.split(",")) for t in args.backward_tiles]
     for fwd, bwd in itertools.product(forward_tiles, backward_tiles):
         fused_mask.DECODE_FORWARD_TILE, fused_mask.DECODE_BACKWARD_TILE = fwd, bwd
         try:

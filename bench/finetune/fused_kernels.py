@@ -36,6 +36,7 @@ from bench.finetune.common import (  # noqa: E402
     StackedTrainer,
     bench_recipe,
     default_out,
+    dry_run,
     free_memory,
     peak_gib,
     run_info,
@@ -397,8 +398,17 @@ def main(argv=None) -> None:
     parser.add_argument("--target-s", type=float, default=2.0)
     parser.add_argument("--budget-s", type=float, default=330.0, help="stop starting stacked runs after this")
     parser.add_argument("--crop-seconds", type=float, default=CROP_S, help="shorter for a CPU smoke run")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and what this machine lacks; run nothing")
     args = parser.parse_args(argv)
     CROP_S = args.crop_seconds
+    if args.dry_run:
+        def names(configs):
+            return " ".join(f"{size}:{k}" for size, k in configs) or "none"
+        dry_run({"sections": args.sections, "eager and fused": names(args.runs), "fused only": names(args.fused_only),
+                 "CUDA graph": names(args.graph), "checks": names(args.check), "op": names(args.op),
+                 "recipe": f"batch {BATCH} x {CROP_S:g} s crops", "out": args.out or "bench/runs/<UTC date>_<machine>/"},
+                args.device, args.world_dir, needs_triton=True)
+        return
     started = time.time()
     device = torch.device(args.device)
     out_dir = args.out or default_out(device)

@@ -97,7 +97,14 @@ def main(argv=None) -> None:
                         help="frames per crop (7999: a 4 s crop at 16 kHz, L=16)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and what this machine lacks; run nothing")
     args = parser.parse_args(argv)
+    if args.dry_run:  # torch alone here, not common.dry_run
+        ready = torch.device(args.device).type != "cuda" or torch.cuda.is_available()
+        print(f"dry run: nothing is timed\nsizes: {' '.join(args.sizes)}\nK: {args.k}\nframes: {args.frames}\n"
+              f"batch: {args.batch}\nrepeats: {args.repeats}\nout: {args.out or 'none'}\nready: "
+              + ("yes" if ready else f"no (--device {args.device}: CUDA is not available here)"))
+        return
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     rows = []
     for size in args.sizes:

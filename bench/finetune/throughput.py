@@ -2,7 +2,8 @@
 
     python bench/finetune/throughput.py --device cuda [--sizes tiny small medium] [--k 7] [--out DIR]
     python bench/finetune/throughput.py --device cpu --sizes tiny --steps 5 --curve-steps 5 --k 2 \
-        --crop-seconds 1                                           # a CPU smoke check (under a minute)
+        --crop-seconds 1                                           # a CPU smoke check (minutes)
+    python bench/finetune/throughput.py --dry-run                  # the plan, and what this machine lacks
 
 For each model size (`--sizes`), in one run:
 - baseline: one model, the plain trainer's step (what a `finetune` job runs: CropMixer batches drawn on
@@ -48,6 +49,7 @@ from bench.finetune.common import (  # noqa: E402
     StackedTrainer,
     bench_recipe,
     default_out,
+    dry_run,
     free_memory,
     initial_model,
     peak_gib,
@@ -184,10 +186,23 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint", type=Path, default=CHALLENGE_TINY, help="tiny generalist of the curves")
     parser.add_argument("--world-dir", type=Path, default=WORLD_DIR, help="the demo-world speaker (made if absent)")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/runs/<UTC date>_<machine>/")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and what this machine lacks; run nothing")
     args = parser.parse_args(argv)
     if args.k < 1:
         parser.error("--k must be at least 1")
+    if args.tolerance_db <= 0:
+        parser.error("--tolerance-db must be positive (dB, absolute)")
     device = torch.device(args.device)
+    if args.dry_run:
+        steps = args.steps or f"as many as fill {args.target_s:g} s"
+        dry_run({"sizes": " ".join(args.sizes), "stack": f"K = {args.k}",
+                 "step times": f"baseline and stacked of each size, {args.warmup} warm-up steps, then {steps}",
+                 "recipe": f"batch {args.batch_size} x {args.crop_seconds:g} s crops",
+                 "loss curves": (f"{args.curve_steps} steps at lr {CURVE_LRS}, plain against stacked, each step within"
+                                 f" {args.tolerance_db} dB (absolute)") if args.curve_steps > 0 else "none",
+                 "out": args.out or "bench/runs/<UTC date>_<machine>/"}, device, args.world_dir,
+                args.checkpoint if args.curve_steps > 0 else None, needs_triton=device.type == "cuda")
+        return
     out = args.out or default_out(device)
     out.mkdir(parents=True, exist_ok=True)
     speech, noises = world_data(args.world_dir)
