@@ -261,7 +261,7 @@ def test_evaluate_test_folder_without_test_csv(tmp_path):
     assert_no_eval_output(out)
 
 
-def test_score_mixtures_on_a_folder_without_references_says_so(tmp_path):
+def test_score_mixtures_with_a_clean_reference_of_another_length_says_so(tmp_path):
     test_dir = tmp_path / "test"
     write_audio(test_dir / "m0.wav", voiced(1.0))
     write_audio(test_dir / "m1.wav", voiced(1.0))
