@@ -11,6 +11,7 @@ rule evaluate_crossed:
         model="results/finetune/{model}/{source}/{size}/{train}/model.pt",
         test="data/speakers/{speaker}/test",
         input_scores=mixture_scores,
+        models=evaluation_models(),
     output:
         table="results/eval_crossed/{model}/{source}/{size}/{train}/{speaker}.csv",
         summary="results/eval_crossed/{model}/{source}/{size}/{train}/{speaker}.json",
@@ -27,9 +28,10 @@ rule evaluate_crossed:
         gpu=1,
     params:
         input_scores=input_scores_arg,
+        nonintrusive=nonintrusive_args(),
     shell:
         "python -m workflow_scripts.evaluate --model {input.model}"
-        " --test-dir {input.test} {params.input_scores}"
+        " --test-dir {input.test} {params.input_scores} {params.nonintrusive}"
         " --workers {threads}"
         " --out-csv {output.table} --out-summary {output.summary} 2> {log}"
 
