@@ -24,6 +24,10 @@ On a GPU (`--device cuda`), DistillMOS and Whisper run on the device before the 
 back, DNSMOS in the scoring processes; the extra variant "distillmos on the CPU" runs DistillMOS
 in the scoring processes instead, after the GPU is given back (the bench patches this in: the
 steps offer no such option), so that the two placements are compared in one run.
+
+A variant whose step fails (a package missing on the machine, say) is reported as not run, with the
+last line the step wrote to stderr, and is not tried again; the other variants are still measured,
+written and judged. Without the baseline there is no ratio, and without the demo's setting no verdict.
 """
 
 from __future__ import annotations
@@ -71,11 +75,18 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class StepFailed(RuntimeError):
+    """A step that exited with an error: the variant cannot be measured on this machine."""
+
+
 def timed(cmd: list[str], log: Path) -> tuple[float, float]:
-    """(wall s, CPU s) of one step run as a subprocess, its stderr in `log`."""
+    """(wall s, CPU s) of one step run as a subprocess, its stderr in `log` (the step's name: the log's)."""
     cpu, start = cpu_seconds(), time.perf_counter()
     with open(log, "w") as err:
-        subprocess.run(cmd, check=True, stderr=err, cwd=REPO)
+        returncode = subprocess.run(cmd, stderr=err, cwd=REPO).returncode
+    if returncode != 0:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        raise StepFailed(f"{log.stem} exited with {returncode}: " + (lines[-1] if lines else "no message"))
     return time.perf_counter() - start, cpu_seconds() - cpu
 
 
@@ -163,17 +174,25 @@ def main() -> None:
         if args.test_dir is None:
             args.test_dir = build_demo_speaker(tmp / "spk01") / "test"
         runs = {name: [] for name in variants}
+        not_run = {}  # variant: why (a step failed; not tried again)
         for repeat in range(args.repeats):
             for index, (name, options) in enumerate(variants.items()):
-                result = run_variant(options, args.test_dir, model, tmp / f"{repeat}_{index}", args.device,
-                                     args.workers, distillmos_on_cpu=name == ON_CPU)
+                if name in not_run:
+                    continue
+                try:
+                    result = run_variant(options, args.test_dir, model, tmp / f"{repeat}_{index}", args.device,
+                                         args.workers, distillmos_on_cpu=name == ON_CPU)
+                except StepFailed as error:
+                    not_run[name] = str(error)
+                    print(f"repeat {repeat} {name}: not run ({error})", flush=True)
+                    continue
                 runs[name].append(result)
                 print(f"repeat {repeat} {name}: " + ", ".join(
                     f"{step} {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU" for step, r in result.items()),
                     flush=True)
 
-    base = {(step, key): median(runs[BASELINE[0]], step, key)
-            for step in ("score_mixtures", "evaluate") for key in ("wall_s", "cpu_s")}
+    keys = [(step, key) for step in ("score_mixtures", "evaluate") for key in ("wall_s", "cpu_s")]
+    base = None if BASELINE[0] in not_run else {k: median(runs[BASELINE[0]], *k) for k in keys}
     n_eval, n_mix = args.demo_jobs
     print(f"\n{args.test_dir} on {args.device}, evaluate --workers {args.workers}, median of {args.repeats}"
           f" ({platform.node()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at the end)")
@@ -182,28 +201,41 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     summary = {}
     for name, options in variants.items():
-        figures = {(step, key): median(runs[name], step, key)
-                   for step in ("score_mixtures", "evaluate") for key in ("wall_s", "cpu_s")}
-        extra_cpu = (n_eval * (figures["evaluate", "cpu_s"] - base["evaluate", "cpu_s"])
-                     + n_mix * (figures["score_mixtures", "cpu_s"] - base["score_mixtures", "cpu_s"]))
-        demo_pct = 100 * extra_cpu / args.demo_cores / args.demo_wall_s
-        ratio = figures["evaluate", "cpu_s"] / base["evaluate", "cpu_s"]
+        if name in not_run:
+            print(f"| {name} | `{options}` | not run: {not_run[name]} | | | |")
+            summary[name] = {"options": options, "runs": runs[name], "not_run": not_run[name]}
+            continue
+        figures = {k: median(runs[name], *k) for k in keys}
+        ratio = extra_cpu = demo_pct = None
+        if base is not None:
+            extra_cpu = (n_eval * (figures["evaluate", "cpu_s"] - base["evaluate", "cpu_s"])
+                         + n_mix * (figures["score_mixtures", "cpu_s"] - base["score_mixtures", "cpu_s"]))
+            demo_pct = 100 * extra_cpu / args.demo_cores / args.demo_wall_s
+            ratio = figures["evaluate", "cpu_s"] / base["evaluate", "cpu_s"]
         print(f"| {name} | `{options}` | {figures['score_mixtures', 'wall_s']:.1f} / {figures['score_mixtures', 'cpu_s']:.1f}"
-              f" | {figures['evaluate', 'wall_s']:.1f} / {figures['evaluate', 'cpu_s']:.1f} | {ratio:.2f}x"
-              f" | {demo_pct:+.1f}% |")
+              f" | {figures['evaluate', 'wall_s']:.1f} / {figures['evaluate', 'cpu_s']:.1f}"
+              + (" | n/a | n/a |" if base is None else f" | {ratio:.2f}x | {demo_pct:+.1f}% |"))
         summary[name] = {"options": options, "runs": runs[name], "evaluate_cpu_ratio": ratio,
                          "demo_extra_cpu_s": extra_cpu, "demo_extra_pct": demo_pct}
-    demo = summary[DEMO]["demo_extra_pct"]
-    verdict = "within" if demo <= args.budget_pct else "OVER"
-    print(f"\nverdict: the demo's setting (`{variants[DEMO]}`) adds an estimated {demo:+.1f}% to the demo's"
-          f" {args.demo_wall_s:.0f} s on {args.device}: {verdict} the {args.budget_pct:.0f}% budget")
+    missing = [name for name in (BASELINE[0], DEMO) if name in not_run]
+    if missing:
+        demo, within = None, None
+        print(f"\nverdict: none on {args.device}: " + "; ".join(f"{name} not run ({not_run[name]})" for name in missing))
+    else:
+        demo = summary[DEMO]["demo_extra_pct"]
+        within = demo <= args.budget_pct
+        print(f"\nverdict: the demo's setting (`{variants[DEMO]}`) adds an estimated {demo:+.1f}% to the demo's"
+              f" {args.demo_wall_s:.0f} s on {args.device}: {'within' if within else 'OVER'} the"
+              f" {args.budget_pct:.0f}% budget")
+    if not_run:
+        print("not run: " + "; ".join(f"{name} ({why})" for name, why in not_run.items()))
     if args.out_json:
         args.out_json.parent.mkdir(parents=True, exist_ok=True)
         args.out_json.write_text(json.dumps({"test_dir": str(args.test_dir), "device": args.device,
                                              "workers": args.workers, "variants": summary,
+                                             "not_run": not_run,
                                              "verdict": {"demo_extra_pct": demo, "budget_pct": args.budget_pct,
-                                                         "within": demo <= args.budget_pct}}, indent=2) + "\n")
-
+                                                         "within": within}}, indent=2) + "\n")
 
 if __name__ == "__main__":
     main()
