@@ -78,8 +78,16 @@ GENDA2025_JOBS = {
     # and 30min; 3 model sizes
     "download": 3, "download_models": 4, "prepare_speaker": 20, "prepare_gt": 10, "prepare_challenge_test": 20,
     "prepare_generalist": 3, "clone_voice": 60, "synthesize": 60, "score_tts": 70, "score_mixtures": 20,
-    "finetune": 3 * (10 + 20 * 6), "evaluate_generalist": 60, "evaluate_finetuned": 3 * (10 + 20 * 6),
+    # fine-tuning stacked by speaker (the config's default): one job per model size and speaker, 10 real
+    # speakers with gt (7 conditions) and 10 virtual ones (6), for 3 * (10 + 20 * 6) = 390 models
+    "finetune_stacked": 3 * 10, "finetune_stacked_no_gt": 3 * 10,
+    "evaluate_generalist": 60, "evaluate_finetuned": 3 * (10 + 20 * 6),
     "export_task1": 20, "export_task2": 20, "export_zip": 2, "aggregate": 1, "analyze": 1, "all": 1,
+}
+# with finetune_stacking.by: none, one job per condition instead
+GENDA2025_PER_CONDITION_JOBS = {
+    **{rule: n for rule, n in GENDA2025_JOBS.items() if not rule.startswith("finetune_stacked")},
+    "finetune": 3 * (10 + 20 * 6),
 }
 
 
@@ -96,6 +104,13 @@ def test_paper_grid_dag_is_built_in_seconds(tmp_path):
     assert counts == GENDA2025_JOBS
     assert elapsed_s < 60, f"dry run of the paper grid took {elapsed_s:.1f} s"
     assert sorted(p.name for p in workdir.iterdir() if p.name != ".snakemake") == ["config.yaml", "speakers.tsv"]
+
+
+def test_paper_grid_fine_tunes_per_condition_one_setting_away(tmp_path):
+    config = dict(load_config("configs/genda2025.yaml"), finetune_stacking={"by": "none"})
+    workdir = make_workdir(tmp_path, config, (REPO / "configs" / "genda2025_speakers.tsv").read_text())
+    counts = pd.Series([rule for rule, _ in planned_jobs(workdir)]).value_counts().to_dict()
+    assert counts == GENDA2025_PER_CONDITION_JOBS
 
 
 @pytest.mark.parametrize(
