@@ -1,11 +1,11 @@
 """Time `snakemake -n` (the DAG of a whole config) in a fresh working folder.
 
     python bench/workflow/dag_time.py [--config configs/genda2025.yaml] [--sheet configs/genda2025_speakers.tsv]
-        [--repeats 3] [--stacked]
+        [--repeats 3] [--per-condition]
 
 The folder holds only the config and the speaker sheet, so every job is
 planned (nothing is up to date); prints the wall time of each dry run and the
-number of jobs per rule. --stacked: with `finetune_stacking: {by: speaker}`.
+number of jobs per rule. --per-condition: with `finetune_stacking: {by: none}` (the config stacks by speaker).
 """
 
 from __future__ import annotations
@@ -45,20 +45,20 @@ def main(argv=None) -> None:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "genda2025.yaml")
     parser.add_argument("--sheet", type=Path, default=REPO / "configs" / "genda2025_speakers.tsv")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--stacked", action="store_true", help="finetune_stacking.by: speaker")
+    parser.add_argument("--per-condition", action="store_true", help="finetune_stacking.by: none")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         (workdir / "speakers.tsv").write_text(args.sheet.read_text())
         config = dict(yaml.safe_load(args.config.read_text()), speakers=str(workdir / "speakers.tsv"))
-        if args.stacked:
-            config["finetune_stacking"] = dict(config.get("finetune_stacking", {}), by="speaker")
+        if args.per_condition:
+            config["finetune_stacking"] = dict(config.get("finetune_stacking", {}), by="none")
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         times = []
         for _ in range(args.repeats):
             seconds, counts = dry_run(workdir)
             times.append(seconds)
-    stacking = ", finetune_stacking by speaker" if args.stacked else ""
+    stacking = ", one fine-tune job per condition" if args.per_condition else ""
     print(f"{args.config.name} with {args.sheet.name}{stacking}: {sum(counts.values())} jobs")
     for rule, count in sorted(counts.items()):
         print(f"  {rule}: {count}")
