@@ -17,7 +17,7 @@ import pytest
 import torch
 from test_training import finetune_args, init_checkpoint, noise_dir, speech_dir  # noqa: F401 (fixtures)
 
-from workflow_scripts.model.convtasnet import load_checkpoint
+from workflow_scripts.model.convtasnet import build_model, load_checkpoint
 from workflow_scripts.files.folders import read_speech_folder
 from workflow_scripts.training.data import CropMixer, load_noises, load_utterances, validation_set
 from workflow_scripts.training.loop import train
@@ -108,6 +108,20 @@ def test_killed_finetune_resumes_to_the_same_result(
     assert_same_training(straight_run, out_dir)
 
 
+def small_run(speech_dir, noise_dir) -> tuple[CropMixer, list, Recipe]:
+    """A 4-step run on 2 training utterances validated on 1: (mixer, validation pairs, recipe)."""
+    utterances = load_utterances(read_speech_folder(speech_dir).iloc[:3])
+    _, noises = load_noises(noise_dir)
+    recipe = Recipe(batch_size=2, crop_seconds=0.25, max_steps=4, val_every=2, patience=9, seed=3)
+    return CropMixer(utterances[1:], noises, recipe), validation_set(utterances[:1], noises, 3), recipe
+
+
+def fresh_model():
+    """The tiny ConvTasNet, the same initial weights each time."""
+    torch.manual_seed(0)
+    return build_model("tiny")
+
+
 def test_resume_in_process_and_a_file_of_another_recipe_is_ignored(
     speech_dir,
     noise_dir,
@@ -115,18 +129,8 @@ def test_resume_in_process_and_a_file_of_another_recipe_is_ignored(
     caplog,
     one_thread,
 ):
-    utterances = load_utterances(read_speech_folder(speech_dir).iloc[:3])
-    _, noises = load_noises(noise_dir)
-    recipe = Recipe(batch_size=2, crop_seconds=0.25, max_steps=4, val_every=2, patience=9, seed=3)
-    mixer, val_pairs = CropMixer(utterances[1:], noises, recipe), validation_set(utterances[:1], noises, 3)
+    mixer, val_pairs, recipe = small_run(speech_dir, noise_dir)
     resume_file = tmp_path / "run.resume.pt"
-
-    def fresh_model():
-        from workflow_scripts.model.convtasnet import build_model
-
-        torch.manual_seed(0)
-        return build_model("tiny")
-
     straight = train(fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"))
     # a run of 4 steps leaves its step-2 checkpoint behind (the step module removes it after writing)
     train(fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, resume_every=2)
@@ -154,18 +158,8 @@ def test_resume_in_process_and_a_file_of_another_recipe_is_ignored(
 
 def test_a_truncated_resume_file_is_ignored_with_a_warning(speech_dir, noise_dir, tmp_path, caplog, one_thread):
     # a resume file is a cache: one cut short is named in a warning, and the run starts from step 0
-    utterances = load_utterances(read_speech_folder(speech_dir).iloc[:3])
-    _, noises = load_noises(noise_dir)
-    recipe = Recipe(batch_size=2, crop_seconds=0.25, max_steps=4, val_every=2, patience=9, seed=3)
-    mixer, val_pairs = CropMixer(utterances[1:], noises, recipe), validation_set(utterances[:1], noises, 3)
+    mixer, val_pairs, recipe = small_run(speech_dir, noise_dir)
     resume_file = tmp_path / "run.resume.pt"
-
-    def fresh_model():
-        from workflow_scripts.model.convtasnet import build_model
-
-        torch.manual_seed(0)
-        return build_model("tiny")
-
     straight = train(fresh_model(), mixer, val_pairs, recipe, torch.device("cpu"), resume_file, resume_every=2)
     whole = resume_file.read_bytes()
     resume_file.write_bytes(whole[: len(whole) // 2])

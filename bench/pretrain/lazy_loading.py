@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the workflow's package where it is not installed
 
+from bench.pretrain.pool import speechlike  # noqa: E402
 from workflow_scripts.files.audio import read_audio  # noqa: E402
 from workflow_scripts.model.convtasnet import build_model  # noqa: E402
 from workflow_scripts.training.data import AudioFiles, CropMixer, validation_set  # noqa: E402
@@ -29,16 +30,6 @@ SR = 16000
 N_UTT, N_NOISE, N_VAL, N_VAL_NOISE = int(os.environ.get("N_UTT", 4000)), 200, 20, 10
 STEPS, DEVICE = int(os.environ.get("STEPS", 120)), os.environ.get("DEVICE", "cuda:0")
 root, out = Path(sys.argv[1]), Path(sys.argv[2])
-
-
-def speechlike(seed, n):
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / SR
-    f0 = rng.uniform(90, 220) * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    x = sum(np.sin(k * phase) / k for k in range(1, 10)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)) ** 2
-    x = x + 0.05 * rng.standard_normal(n)
-    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
 
 
 def make_utt(i):
