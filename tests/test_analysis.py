@@ -352,3 +352,12 @@ def test_the_data_size_config_plans_the_curve_with_every_fine_tune_run_to_early_
     assert {(source, size) for source, size, _ in finetunes} == {
         (source, size) for source in ("gt", "worldclone") for size in ("4utt", "8utt", "16utt", "32utt")}
     assert "--max-steps 600" in dry
+
+
+def test_too_few_speakers_still_count_only_the_utterances_scored_under_both_conditions():
+    # 4 speakers, a scored on 2 of each speaker's 3 mixtures and b on 1 (NaN elsewhere): 4 pairs have both
+    a_utterances = np.tile([2.0, 2.5, np.nan], 4)
+    b_utterances = np.tile([1.5, np.nan, np.nan], 4) + np.repeat(np.arange(4) * 0.1, 3)
+    row = analysis.difference_row([1.0, 2.0, 3.0, 4.0], [0.5, 1.0, 1.5, 2.0], a_utterances, b_utterances, 100, 0)
+    assert row["n_utterances"] == 4 and np.isnan(row["p_utterances"])
+    assert row["utterances_reason"] == "too few speakers (4 < 5)"

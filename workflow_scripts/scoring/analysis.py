@@ -145,7 +145,8 @@ def difference_row(a_values, b_values, a_utterances, b_utterances, resamples: in
     by_unit = st.wilcoxon_paired(a_values, b_values, what=what)
     # utterances of fewer than 5 speakers (pairs) are not a sample to test on either
     few = st.too_few(by_unit.n, what)
-    by_utterance = (st.TestResult(np.nan, np.nan, len(a_utterances), few) if few
+    scored = np.isfinite(np.asarray(a_utterances, float)) & np.isfinite(np.asarray(b_utterances, float))
+    by_utterance = (st.TestResult(np.nan, np.nan, int(scored.sum()), few) if few
                     else st.wilcoxon_paired(a_utterances, b_utterances, what="utterances"))
     return {"n": difference.n, "difference": difference.estimate, "low": difference.low,
             "high": difference.high, "interval_reason": difference.reason,
