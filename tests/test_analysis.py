@@ -337,12 +337,12 @@ def test_a_crossed_pair_of_an_unknown_speaker_or_condition_stops_before_any_job(
 
 def test_the_data_size_config_plans_the_curve_with_every_fine_tune_run_to_early_stopping(tmp_path):
     """configs/demo_datasize.yaml merged onto the demo's config (as --configfile a b merges them):
-    4 nested sizes per source, fine-tunes bounded by early stopping, and the curve in the DAG."""
+    3 nested sizes per source, fine-tunes bounded by early stopping, and the curve in the DAG."""
     from snakemake.utils import update_config
 
     config = load_config("config.yaml")
     update_config(config, load_config("configs/demo_datasize.yaml"))
-    assert [config["data_sizes"][s]["train"] for s in ("4utt", "8utt", "16utt", "32utt")] == [4, 8, 16, 32]
+    assert [config["data_sizes"][s]["train"] for s in ("8utt", "16utt", "32utt")] == [8, 16, 32]
     recipe = config["finetune"]
     assert recipe["max_steps"] >= 10 * recipe["val_every"] and recipe["patience"] >= 1
     workdir = make_workdir(tmp_path, config, (REPO / "configs" / "demo_speakers.tsv").read_text())
@@ -350,8 +350,8 @@ def test_the_data_size_config_plans_the_curve_with_every_fine_tune_run_to_early_
     assert "results/analysis/datasize.png" in dry
     finetunes = re.findall(r"^\s+output: results/finetune/tiny/(\w+)/(\w+)/(\w+)/model\.pt", dry, re.M)
     assert {(source, size) for source, size, _ in finetunes} == {
-        (source, size) for source in ("gt", "worldclone") for size in ("4utt", "8utt", "16utt", "32utt")}
-    assert "--max-steps 600" in dry
+        (source, size) for source in ("gt", "worldclone") for size in ("8utt", "16utt", "32utt")}
+    assert "--max-steps 300" in dry
 
 
 def test_too_few_speakers_still_count_only_the_utterances_scored_under_both_conditions():
