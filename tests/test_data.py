@@ -369,7 +369,10 @@ def test_slice_dag_has_each_speakers_own_conditions(mirror, tmp_path):
     assert counts["download"] == 3  # challenge, LibriTTS, MUSAN: no LibriSpeech for the challenge's generalist
     assert counts["prepare_speaker"] == 2 and counts["prepare_gt"] == 1  # gt: the real speaker only
     # every speaker's mixtures are scored once: the virtual one's without a reference (predicted MOS)
-    assert counts["finetune"] == 3 and counts["score_mixtures"] == 2
+    # fine-tuning stacked by speaker, as the paper grid does: the real speaker's gt and clone in one job,
+    # the virtual speaker's clone in one of its own (no gt)
+    assert counts["finetune_stacked"] == 1 and counts["finetune_stacked_no_gt"] == 1 and "finetune" not in counts
+    assert counts["score_mixtures"] == 2
     assert counts["export_task1"] == 2 and counts["export_task2"] == 2 and counts["export_zip"] == 2
     assert not any("VirtualM3" in output for rule, output in jobs if rule == "prepare_gt")
 
