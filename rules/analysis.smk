@@ -22,7 +22,7 @@ rule evaluate_crossed:
     wildcard_constraints:
         train=_alternatives(speakers.index),
     conda:
-        "../envs/pse-torch.yaml"
+        "../envs/tts-scoring.yaml"
     threads: 1
     resources:
         gpu=1,

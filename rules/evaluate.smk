@@ -18,7 +18,7 @@ rule score_mixtures:
     benchmark:
         "benchmarks/score_mixtures/{speaker}.tsv"
     conda:
-        "../envs/pse-torch.yaml"
+        "../envs/tts-scoring.yaml"
     threads: 1
     resources:
         gpu=MIXTURE_SCORING_GPUS,
@@ -45,7 +45,7 @@ rule evaluate_generalist:
     benchmark:
         "benchmarks/evaluate/{model}/generalist/{speaker}.tsv"
     conda:
-        "../envs/pse-torch.yaml"
+        "../envs/tts-scoring.yaml"
     threads: 1
     resources:
         gpu=1,
@@ -73,7 +73,7 @@ rule evaluate_finetuned:
     benchmark:
         "benchmarks/evaluate/{model}/{source}/{size}/{speaker}.tsv"
     conda:
-        "../envs/pse-torch.yaml"
+        "../envs/tts-scoring.yaml"
     threads: 1
     resources:
         gpu=1,
