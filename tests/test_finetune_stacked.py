@@ -290,8 +290,8 @@ def test_report_labels_the_stacked_loss_plots_as_the_finetune_rule_does(touched_
     assert len(finetuned) == 2 * 2 * 2  # speakers x sources x data sizes
     for path in finetuned:
         _, _, model, source, size, speaker, _ = path.split("/")
-        assert results[path]["labels"] == {"speaker": speaker, "source": source, "size": size, "model": model}
-        assert path in categories["Fine-tuning"][f"{model} {source} {size}"]
+        assert results[path]["labels"] == {"speaker": speaker, "source": source, "size": size}
+        assert path in categories["Training curves"][f"fine-tuning ConvTasNet {model}"]
 
 
 def test_stacked_rules_call_their_module_through_shell_with_a_log():
