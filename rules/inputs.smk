@@ -136,8 +136,13 @@ def models_needed(what):
     if what != "scoring":
         system = config["tts"][what]
         needed = TTS_BACKENDS[system["backend"]].models_needed(system["options"])
-        if transcribes_enrollment(what) and config["tts_scoring"]["asr"] in ("auto", "whisper"):
-            needed.setdefault("whisper", []).append(config["tts_scoring"]["whisper_model"])
+        if transcribes_enrollment(what) and config["tts_scoring"]["asr"] in (
+            "auto",
+            "whisper",
+        ):
+            needed.setdefault("whisper", []).append(
+                config["tts_scoring"]["whisper_model"]
+            )
         return needed
     scoring, needed = config["tts_scoring"], {}
     if scoring["asr"] in ("auto", "whisper"):

@@ -5,7 +5,10 @@
 # asks for N GPUs and trains data-parallel on them, one process each, the recipe unchanged.
 
 PRETRAIN_GPUS = config["generalist"].get("pretrain_gpus", 1)
-if config["generalist"].get("pretrain", {}).get("batch_size", PRETRAIN_GPUS) % PRETRAIN_GPUS:
+if (
+    config["generalist"].get("pretrain", {}).get("batch_size", PRETRAIN_GPUS)
+    % PRETRAIN_GPUS
+):
     raise WorkflowError(
         f"config: generalist.pretrain_gpus {PRETRAIN_GPUS} does not divide generalist.pretrain.batch_size"
         f" {config['generalist']['pretrain']['batch_size']}: each GPU takes an equal share of every batch"
