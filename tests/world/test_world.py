@@ -123,7 +123,7 @@ def test_build_world_layout_and_formats(worlds):
             assert noise.size >= 4 * SAMPLE_RATE and power(noise) > 1e-5
 
         test = pd.read_csv(folder / "test" / "test.csv")
-        assert list(test.columns) == ["mixture_id", "mixture", "clean", "noise_id", "snr_db"]
+        assert list(test.columns) == ["mixture_id", "mixture", "clean", "noise_id", "snr_db", "text"]
         assert len(test) == NUM_TEST * NUM_NOISES and test.mixture_id.is_unique
         assert set(test.noise_id) == set(noises.noise_id) and set(test.snr_db) <= {-2.5, 0.0, 2.5}
         for row in test.itertuples():
