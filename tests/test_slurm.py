@@ -220,15 +220,20 @@ def test_a_pretraining_job_stopped_at_its_time_limit_resumes_in_its_retry(slurm_
     workdir = make_workdir(tmp_path, config, (REPO / "tests" / "config" / "ci_speakers.tsv").read_text())
     resume_file, job_log = workdir / "results/pretrain/tiny.resume.pt", workdir / "logs/pretrain/tiny.log"
     cmd, env = slurm_snakemake(workdir, "results/pretrain/tiny/model.pt")
+    earlier = set(rule_jobs("pretrain"))  # an earlier test's pretrain jobs the cluster still lists
+
+    def own_jobs() -> dict[str, str]:
+        return {job: state for job, state in rule_jobs("pretrain").items() if job not in earlier}
+
     with open(tmp_path / "snakemake.log", "w") as out:
         run = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 900
-        while not (resume_file.exists() and rule_jobs("pretrain")):
+        while not (resume_file.exists() and own_jobs()):
             assert run.poll() is None, (tmp_path / "snakemake.log").read_text()[-4000:]
             assert time.monotonic() < deadline, "no resume file within 900 s"
             time.sleep(0.2)
-        (first_job,) = rule_jobs("pretrain")
+        (first_job,) = own_jobs()
         subprocess.run(["scancel", first_job], check=True)
         # the first attempt's log, before the retry writes its own over it
         stopped = None
@@ -245,7 +250,7 @@ def test_a_pretraining_job_stopped_at_its_time_limit_resumes_in_its_retry(slurm_
     step, written = int(stopped.group(1)), stopped.group(2)
     assert written == "results/pretrain/tiny.resume.pt" and 0 < step < max_steps
 
-    jobs = rule_jobs("pretrain")
+    jobs = own_jobs()
     assert jobs.pop(first_job) == "CANCELLED"
     assert list(jobs.values()) == ["COMPLETED"], jobs  # the retry
     assert f"resumed from results/pretrain/tiny.resume.pt at step {step}" in job_log.read_text()
