@@ -195,6 +195,14 @@ def check_config():
             " generalist (tiny, small and medium only): drop 'large' from model_sizes or use"
             " generalist.source: pretrain"
         )
+    pretrain_gpus, pretrain = GENERALIST["pretrain_gpus"], GENERALIST.get(
+        "pretrain", {}
+    )
+    if pretrain.get("batch_size", pretrain_gpus) % pretrain_gpus:
+        raise WorkflowError(
+            f"config: generalist.pretrain_gpus {pretrain_gpus} does not divide generalist.pretrain.batch_size"
+            f" {pretrain['batch_size']}: each GPU takes an equal share of every batch"
+        )
     if GENERALIST["source"] == "checkpoint":
         missing = [m for m in MODEL_SIZES if m not in GENERALIST.get("checkpoint", {})]
         if missing:

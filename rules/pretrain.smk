@@ -4,16 +4,6 @@
 # noises where it has them (LibriSpeech + MUSAN). With generalist.pretrain_gpus N, the job
 # asks for N GPUs and trains data-parallel on them, one process each, the recipe unchanged.
 
-PRETRAIN_GPUS = config["generalist"].get("pretrain_gpus", 1)
-if (
-    config["generalist"].get("pretrain", {}).get("batch_size", PRETRAIN_GPUS)
-    % PRETRAIN_GPUS
-):
-    raise WorkflowError(
-        f"config: generalist.pretrain_gpus {PRETRAIN_GPUS} does not divide generalist.pretrain.batch_size"
-        f" {config['generalist']['pretrain']['batch_size']}: each GPU takes an equal share of every batch"
-    )
-
 
 rule pretrain:
     input:
@@ -38,7 +28,7 @@ rule pretrain:
         "../envs/pse-torch.yaml"
     threads: 1
     resources:
-        gpu=PRETRAIN_GPUS,
+        gpu=GENERALIST["pretrain_gpus"],
     params:
         recipe=cli_args(config["generalist"].get("pretrain", {})),
         val_noises=lambda wildcards, input: path_args(
