@@ -26,6 +26,7 @@ from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.scoring.plots import plot_sdri_by_condition, plot_secs_vs_sdri
 from workflow_scripts.scoring.results import (
     ALL,
+    add_result_arguments,
     eval_table_labels,
     per_speaker_means,
     read_eval_tables,
@@ -33,7 +34,7 @@ from workflow_scripts.scoring.results import (
     summarize_groups,
     tts_score_labels,
 )
-from workflow_scripts.scoring.tables import markdown_to_html, summary_markdown, tts_markdown
+from workflow_scripts.scoring.tables import summary_markdown, tts_markdown, write_table_page
 
 log = logging.getLogger("aggregate")
 
@@ -51,10 +52,7 @@ def parse_groups(items: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--eval", nargs="+", required=True, type=Path, metavar="CSV",
-                        help="results/eval/MODEL/generalist/SPEAKER.csv or results/eval/MODEL/SOURCE/SIZE/SPEAKER.csv")
-    parser.add_argument("--tts-scores", nargs="*", default=[], type=Path, metavar="JSON",
-                        help="results/tts_scores/SOURCE/SPEAKER.json")
+    add_result_arguments(parser)
     parser.add_argument("--speaker-groups", nargs="*", default=[], metavar="SPEAKER=GROUP",
                         help="real/virtual/demo per speaker: tables for each group apart and together")
     parser.add_argument("--out-dir", required=True, type=Path)
@@ -74,8 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     pages = {"summary": (summary_markdown(summary, tts), "genda-pse results"),
              "tts_summary": (tts_markdown(tts), "genda-pse TTS scores")}
     for name, (text, title) in pages.items():
-        atomic_write_text(out / f"{name}.md", text)
-        atomic_write_text(out / f"{name}.html", markdown_to_html(text, title))
+        write_table_page(out, name, text, title)
     plot_sdri_by_condition(speaker_means, out / "plots" / "sdri_by_condition.png")
     plot_secs_vs_sdri(speaker_means, tts, out / "plots" / "secs_vs_sdri.png")
     print(pages["summary"][0], file=sys.stderr)

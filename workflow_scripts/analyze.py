@@ -37,8 +37,14 @@ from workflow_scripts.scoring import analysis
 from workflow_scripts.scoring import statistics as st
 from workflow_scripts.scoring.analysis_plots import plot_datasize, plot_tts_vs_gain
 from workflow_scripts.scoring.analysis_tables import cross_markdown, significance_markdown, tts_gain_markdown
-from workflow_scripts.scoring.results import eval_table_labels, read_eval_tables, read_tts_scores, tts_score_labels
-from workflow_scripts.scoring.tables import markdown_to_html
+from workflow_scripts.scoring.results import (
+    add_result_arguments,
+    eval_table_labels,
+    read_eval_tables,
+    read_tts_scores,
+    tts_score_labels,
+)
+from workflow_scripts.scoring.tables import write_table_page
 
 log = logging.getLogger("analyze")
 
@@ -67,17 +73,9 @@ def parse_sizes(items: list[list[str]]) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def write_page(out_dir: Path, name: str, text: str, title: str) -> None:
-    atomic_write_text(out_dir / f"{name}.md", text)
-    atomic_write_text(out_dir / f"{name}.html", markdown_to_html(text, title))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--eval", nargs="+", required=True, type=Path, metavar="CSV",
-                        help="results/eval/MODEL/generalist/SPEAKER.csv or results/eval/MODEL/SOURCE/SIZE/SPEAKER.csv")
-    parser.add_argument("--tts-scores", nargs="*", default=[], type=Path, metavar="JSON",
-                        help="results/tts_scores/SOURCE/SPEAKER.json")
+    add_result_arguments(parser)
     parser.add_argument("--crossed", nargs="*", default=[], type=Path, metavar="CSV",
                         help="crossed evaluation tables, .../MODEL/SOURCE/SIZE/TRAIN/TEST.csv")
     parser.add_argument("--speech", nargs="*", default=[], metavar="SOURCE:SPEAKER=FOLDER",
@@ -127,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, table in tables.items():
         atomic_write_text(out / f"{name}.csv", table.to_csv(index=False, float_format="%.6g"))
     for name, (text, title) in pages.items():
-        write_page(out, name, text, title)
+        write_table_page(out, name, text, title)
     plot_tts_vs_gain(gains, correlations, out / "tts_vs_gain.png")
     if minutes is not None:
         points = means.merge(minutes, on=["source", "size", "speaker"])

@@ -239,3 +239,11 @@ def summarize_groups(speaker_means: pd.DataFrame, tts: pd.DataFrame, groups: dic
             frames.append(summarize(means, scores).assign(group=name))
     summary = pd.concat(frames, ignore_index=True)
     return summary[["group"] + [c for c in summary.columns if c != "group"]]
+
+
+def add_result_arguments(parser) -> None:
+    """The options of the steps that read the evaluation tables and TTS scores (aggregate, analyze)."""
+    parser.add_argument("--eval", nargs="+", required=True, type=Path, metavar="CSV",
+                        help="results/eval/MODEL/generalist/SPEAKER.csv or results/eval/MODEL/SOURCE/SIZE/SPEAKER.csv")
+    parser.add_argument("--tts-scores", nargs="*", default=[], type=Path, metavar="JSON",
+                        help="results/tts_scores/SOURCE/SPEAKER.json")

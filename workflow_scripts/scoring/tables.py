@@ -15,6 +15,7 @@ import markdown
 import numpy as np
 import pandas as pd
 
+from workflow_scripts.files.audio import atomic_write_text
 from workflow_scripts.scoring.results import ALL, GROUP_TITLES
 
 SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -288,3 +289,9 @@ def markdown_to_html(text: str, title: str) -> str:
     body = markdown.markdown(text, extensions=["tables"])
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def write_table_page(out_dir, name: str, text: str, title: str) -> None:
+    """A markdown table as out_dir/{name}.md (to paste) and {name}.html (the report's view)."""
+    atomic_write_text(out_dir / f"{name}.md", text)
+    atomic_write_text(out_dir / f"{name}.html", markdown_to_html(text, title))
