@@ -20,6 +20,7 @@ from workflow_scripts.files.folders import read_noise_table, read_speech_folder
 from workflow_scripts.model.convtasnet import load_checkpoint
 from workflow_scripts.runtime.gpu import resolve_device
 from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.runtime.memory import keep_freed_memory
 from workflow_scripts.training.data import CropMixer, load_noises, load_utterances, nested_subsets, validation_set
 from workflow_scripts.training.loop import train
 from workflow_scripts.training.outputs import finetune_info, write_training_outputs
@@ -52,6 +53,8 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     device = torch.device(resolve_device(args.device))
+    if device.type == "cpu":
+        keep_freed_memory()  # each step reuses the last one's memory (runtime.memory)
     model, _ = load_checkpoint(args.init)
     log.info(
         "fine-tuning %s on %s: %d training, %d validation utterances, on %s",

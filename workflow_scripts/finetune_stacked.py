@@ -40,6 +40,7 @@ from workflow_scripts.files.folders import DataError, read_noise_table, read_spe
 from workflow_scripts.model.convtasnet import load_checkpoint
 from workflow_scripts.runtime.gpu import resolve_device
 from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.runtime.memory import keep_freed_memory
 from workflow_scripts.training.data import CropMixer, load_noises, nested_subsets, shared_utterances, validation_set
 from workflow_scripts.training.loop import seed_everything
 from workflow_scripts.training.outputs import finetune_info, write_training_outputs
@@ -187,6 +188,8 @@ def main(argv=None) -> None:
     # a stack fills a GPU by itself: sharing it with other jobs only slows it down
     # (bench/RESULTS.md, "Stacked fine-tuning through the rules")
     device = torch.device(resolve_device(args.device, whole_gpu=True))
+    if device.type == "cpu":
+        keep_freed_memory()  # each step reuses the last one's memory (runtime.memory)
     seed_everything(recipe.seed)
     log.info(
         "fine-tuning %s on %d conditions together, on %s (%s, %s batches)",

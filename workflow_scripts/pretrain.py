@@ -38,6 +38,7 @@ from workflow_scripts.runtime.distributed import (
 )
 from workflow_scripts.runtime.gpu import resolve_device
 from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.runtime.memory import keep_freed_memory
 from workflow_scripts.training.data import AudioFiles, CropMixer, load_noises, load_utterances, validation_set
 from workflow_scripts.training.loop import seed_everything, train
 from workflow_scripts.training.outputs import pretrain_info, write_training_outputs
@@ -118,6 +119,8 @@ def pretrain(args, recipe, manifest, noise_table, group) -> None:
 
     torch.set_num_threads(args.threads)
     device = torch.device(resolve_device(args.device)) if group is SINGLE else group.device
+    if device.type == "cpu":
+        keep_freed_memory()  # each step reuses the last one's memory (runtime.memory)
     seed_everything(recipe.seed)
     model = build_model(args.model_size)
     log.info(
