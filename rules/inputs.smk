@@ -336,6 +336,52 @@ def input_scores_arg(wildcards, input):
     return f"--input-scores {input.input_scores}" if input.input_scores else ""
 
 
+def evaluation_stacks():
+    """Rule name -> (speakers, their fine-tuned (source, size) conditions) of the rules that
+    evaluate the generalist and every fine-tuned model of a (model size, speaker) in one job
+    (evaluation.by: speaker); a speaker without real speech has no gt member."""
+    every_condition = [(s, size) for s, sizes in CONDITIONS.items() for size in sizes]
+    stacks = {}
+    for speaker in speakers.index:
+        conditions = finetuned_conditions(speaker)
+        name = (
+            "evaluate_stacked"
+            if conditions == every_condition
+            else "evaluate_stacked_no_gt"
+        )
+        stacks.setdefault(name, ([], conditions))[0].append(speaker)
+    return stacks
+
+
+def stacked_eval_outputs(conditions):
+    """The per-utterance table and summary of the generalist and of each fine-tuned model
+    (the evaluate_generalist and evaluate_finetuned rules' outputs)."""
+    stems = ["results/eval/{model}/generalist/{speaker}"] + [
+        f"results/eval/{{model}}/{source}/{size}/{{speaker}}"
+        for source, size in conditions
+    ]
+    return {
+        "tables": [f"{stem}.csv" for stem in stems],
+        "summaries": [f"{stem}.json" for stem in stems],
+    }
+
+
+def stacked_eval_checkpoints(wildcards):
+    return [
+        f"results/finetune/{wildcards.model}/{source}/{size}/{wildcards.speaker}/model.pt"
+        for source, size in finetuned_conditions(wildcards.speaker)
+    ]
+
+
+def stacked_eval_member_args(wildcards, input, output):
+    """`--member MODEL OUT_CSV OUT_SUMMARY`: the generalist, then each fine-tuned model."""
+    models = [input.generalist, *input.checkpoints]
+    return " ".join(
+        f"--member {shlex.quote(m)} {shlex.quote(t)} {shlex.quote(s)}"
+        for m, t, s in zip(models, output.tables, output.summaries)
+    )
+
+
 # ---- rules/aggregate.smk --------------------------------------------------------------
 
 

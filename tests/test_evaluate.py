@@ -151,6 +151,46 @@ def test_parallel_scoring_equals_serial_scoring(model_pt, test_dir, tmp_path):
         assert p == pytest.approx(s, rel=RERUN_TOL, abs=0)
 
 
+def test_several_models_in_one_job_write_what_their_own_jobs_write(model_pt, test_dir, tmp_path):
+    """--member per model: each model's table and summary as a job of its own writes them, with
+    the mixtures' scores computed here and DNSMOS/DistillMOS in two scoring processes."""
+    torch.manual_seed(1)
+    other_pt = tmp_path / "other.pt"
+    save_checkpoint(other_pt, build_model("tiny"))
+    options = ["--test-dir", str(test_dir), "--device", "cpu", "--workers", "2", "--mos", "dnsmos", "distillmos"]
+    members = []
+    for name, model in (("first", model_pt), ("second", other_pt)):
+        members += ["--member", str(model), str(tmp_path / "together" / f"{name}.csv"),
+                    str(tmp_path / "together" / f"{name}.json")]
+        evaluate.main(["--model", str(model), "--out-csv", str(tmp_path / "alone" / f"{name}.csv"),
+                       "--out-summary", str(tmp_path / "alone" / f"{name}.json"), *options])
+    evaluate.main([*members, *options])
+    for name in ("first", "second"):
+        together = pd.read_csv(tmp_path / "together" / f"{name}.csv")
+        alone = pd.read_csv(tmp_path / "alone" / f"{name}.csv")
+        pd.testing.assert_frame_equal(together, alone, rtol=RERUN_TOL)
+        summaries = [json.loads((tmp_path / kind / f"{name}.json").read_text()) for kind in ("together", "alone")]
+        assert summaries[0].keys() == summaries[1].keys()
+        for key, value in summaries[1].items():
+            assert summaries[0][key] == (pytest.approx(value, rel=RERUN_TOL) if isinstance(value, float) else value)
+    # two different models: different enhanced speech, the same mixtures' scores
+    first, second = (pd.read_csv(tmp_path / "together" / f"{n}.csv") for n in ("first", "second"))
+    assert not np.allclose(first["sdr_db"].iloc[:5], second["sdr_db"].iloc[:5])
+    pd.testing.assert_series_equal(first["dnsmos_ovrl_in"], second["dnsmos_ovrl_in"])
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--model", "m.pt", "--out-csv", "a.csv", "--out-summary", "a.json", "--member", "m.pt", "b.csv", "b.json"],
+     "not both"),
+    (["--member", "m.pt", "a.csv", "a.json", "--member", "n.pt", "a.csv", "b.json"], "same output file"),
+    (["--model", "m.pt", "--out-csv", "a.csv"], "give --model, --out-csv and --out-summary"),
+])
+def test_member_arguments_that_cannot_work_are_refused(arguments, message, test_dir, capsys):
+    with pytest.raises(SystemExit):
+        evaluate.main(["--test-dir", str(test_dir), *arguments])
+    assert message in capsys.readouterr().err
+
+
 def test_length_mismatch_stops_the_job_before_enhancement(model_pt, test_dir, tmp_path, monkeypatch):
     broken = tmp_path / "test"
     shutil.copytree(test_dir, broken)

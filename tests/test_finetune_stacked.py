@@ -222,13 +222,14 @@ def test_demo_dag_has_one_stacked_job_per_speaker_and_model(tmp_path):
     n_conditions = len(config["sources"]) * len(config["data_sizes"])
     assert "finetune" not in counts
     assert counts["finetune_stacked"] == n_speakers * n_models
-    assert counts["evaluate_finetuned"] == n_speakers * n_models * n_conditions
+    # evaluated stacked too (config.yaml's evaluation.by: speaker): the generalist and the conditions
+    assert counts["evaluate_stacked"] == n_speakers * n_models and "evaluate_finetuned" not in counts
     stacked_outputs = {path for rule, output in jobs if rule == "finetune_stacked" for path in output.split(", ")}
     # each member's model, training log, run config and loss plot
     assert len(stacked_outputs) == 4 * n_speakers * n_models * n_conditions
     # every fine-tuned model that evaluation reads is a stacked job's output
     run_log = run(REPO, workdir, "-n", "--printshellcmds")
-    evaluated = set(re.findall(r"--model (results/finetune/\S+/model\.pt)", run_log))
+    evaluated = set(re.findall(r"--member (results/finetune/\S+/model\.pt)", run_log))
     assert len(evaluated) == n_speakers * n_models * n_conditions and evaluated <= stacked_outputs
 
 
@@ -243,10 +244,12 @@ def test_paper_dag_stacks_each_speakers_conditions(tmp_path):
 
 @pytest.fixture(scope="module")
 def touched_stacked(tmp_path_factory) -> Path:
-    """The CI DAG with stacked fine-tuning, every job marked complete (see test_reruns)."""
+    """The CI DAG with stacked fine-tuning and evaluation, every job marked complete (see test_reruns)."""
+    config = stacked_config("tests/config/ci.yaml")
+    config["evaluation"] = dict(config["evaluation"], by="speaker")
     workdir = make_workdir(
         tmp_path_factory.mktemp("stacked_reruns"),
-        stacked_config("tests/config/ci.yaml"),
+        config,
         (REPO / "tests" / "config" / "ci_speakers.tsv").read_text(),
     )
     mark_complete(REPO, workdir)
@@ -264,7 +267,8 @@ def test_adding_a_speaker_runs_only_its_stacked_jobs(touched_stacked):
     for rule, output in jobs:
         assert "ciC" in output or rule in {"aggregate", "analyze", "all"}, (rule, output)
     counts = rule_counts(jobs)
-    assert counts["finetune_stacked"] == 1 and counts["evaluate_finetuned"] == 4 and "finetune" not in counts
+    assert counts["finetune_stacked"] == 1 and counts["evaluate_stacked"] == 1
+    assert not {"finetune", "evaluate_finetuned", "evaluate_generalist"} & set(counts)
 
 
 def test_changing_the_precision_reruns_the_stacks_and_their_evaluations(touched_stacked):
@@ -278,7 +282,8 @@ def test_changing_the_precision_reruns_the_stacks_and_their_evaluations(touched_
         counts = rule_counts(planned(REPO, workdir))
     finally:
         config_file.write_text(original)
-    assert counts == {"finetune_stacked": 2, "evaluate_finetuned": 8, "aggregate": 1, "analyze": 1, "all": 1}
+    # the generalist's evaluations are in the speakers' evaluation jobs: they run again too
+    assert counts == {"finetune_stacked": 2, "evaluate_stacked": 2, "aggregate": 1, "analyze": 1, "all": 1}
 
 
 def test_report_labels_the_stacked_loss_plots_as_the_finetune_rule_does(touched_stacked, tmp_path):
@@ -303,15 +308,19 @@ def test_stacked_rules_call_their_module_through_shell_with_a_log():
 
 @pytest.mark.slow
 def test_ci_config_runs_end_to_end_with_stacked_fine_tuning(tmp_path):
-    """One CI speaker through every rule with finetune_stacking by speaker: one stacked job
-    trains its four conditions and the tables have every condition scored."""
-    config = dict(load_config("tests/config/ci.yaml"),
-                  finetune_stacking={"by": "speaker", "precision": "fp32", "batches": "plain"})
+    """One CI speaker through every rule with finetune_stacking and evaluation by speaker: one
+    stacked job trains its four conditions, one job evaluates them and the generalist, and the
+    tables have every condition scored."""
+    config = load_config("tests/config/ci.yaml")
+    config = dict(config, finetune_stacking={"by": "speaker", "precision": "fp32", "batches": "plain"},
+                  evaluation=dict(config["evaluation"], by="speaker"))
     workdir = make_workdir(tmp_path, config, "speaker\tseed\nciA\t11\n")
     snakemake(workdir, "--cores", "2")
     log = (workdir / "logs" / "finetune_stacked" / "tiny" / "ciA.log").read_text()
     assert "on 4 conditions together" in log
-    assert not (workdir / "logs" / "finetune").exists()
+    assert not (workdir / "logs" / "finetune").exists() and not (workdir / "logs" / "evaluate").exists()
+    evaluation_log = (workdir / "logs" / "evaluate_stacked" / "tiny" / "ciA.log").read_text()
+    assert evaluation_log.count("enhancing") == 5  # the generalist and the four fine-tuned models
     table = pd.read_csv(workdir / "results" / "summary.csv")
     finetuned = table[~table.condition.isin(["unprocessed", "generalist"])]
     assert len(finetuned) == 4 and finetuned[["SDRi", "SDR", "eSTOI"]].notna().all().all()

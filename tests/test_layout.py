@@ -25,6 +25,10 @@ RULE_STEP_EXCEPTIONS = {
     # one step, two rules: the generalist's outputs have no source and size wildcards
     "evaluate_generalist": "evaluate",
     "evaluate_finetuned": "evaluate",
+    # the generalist and every fine-tuned model of a speaker in one job, made once per
+    # stack shape as the stacked fine-tuning rule is
+    "evaluate_stacked": "evaluate",
+    "evaluate_stacked_no_gt": "evaluate",
     # a training speaker's model on another speaker's test set: a wildcard more
     "evaluate_crossed": "evaluate",
     # the stacked fine-tuning rule is made once per stack shape (a speaker without real
@@ -106,23 +110,27 @@ def listed_rules(*config_args: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def rules_to_steps():
-    static, generated = {}, set()
+    static, generated = {}, {}
     for smk in sorted((REPO / "rules").glob("*.smk")):
         for name, step in rule_steps(smk):
             if name is None:
-                generated.add(step)
+                # one block named in its body per rule file, its names starting with the file's
+                assert smk.stem not in generated, f"{smk.name}: several rule blocks named in their body"
+                generated[smk.stem] = step
             elif name != "all":
                 static[name] = step
-    # the names of the rules named in their body, as snakemake defines them in each
-    # fine-tuning mode, all calling the one step of that block
-    names = listed_rules() | listed_rules("--config", "finetune_stacking={'by': 'speaker'}")
+    # the names of the rules named in their body, as snakemake defines them in each stacking
+    # mode, each calling the step of its block
+    stacked = "finetune_stacking={'by': 'speaker'}", "evaluation={'by': 'speaker'}"
+    names = listed_rules() | listed_rules("--config", *stacked)
     names -= {"all"} | set(static)
-    assert len(generated) <= 1, f"several rule blocks named in their body: {generated}"
-    return static | {name: next(iter(generated), "") for name in names}
+    blocks = {name: [step for stem, step in generated.items() if name.startswith(stem)] for name in names}
+    assert all(len(steps) == 1 for steps in blocks.values()), f"rules of no single block: {blocks}"
+    return static | {name: steps[0] for name, steps in blocks.items()}
 
 
 def test_every_rule_calls_the_step_of_its_name(rules_to_steps):
-    assert "finetune_stacked" in rules_to_steps and "finetune" in rules_to_steps
+    assert {"finetune_stacked", "finetune", "evaluate_stacked", "evaluate_finetuned"} <= set(rules_to_steps)
     wrong = {
         rule: step
         for rule, step in rules_to_steps.items()

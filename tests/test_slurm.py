@@ -77,22 +77,23 @@ def rule_resources() -> tuple[dict[str, str], set[str]]:
         local_rules |= local
         for body in re.split(r"\n(?=[ ]*rule[ \w]*:)", text)[1:]:
             header = body.strip().split(":")[0]
-            # a rule made in a loop is named in its body: those are the stacked fine-tunes
-            names = stacked_rule_names() if header == "rule" else [header.removeprefix("rule ")]
+            # a rule made in a loop is named in its body: the stacked fine-tunes and evaluations
+            names = stacked_rule_names(smk.stem) if header == "rule" else [header.removeprefix("rule ")]
             block = re.search(r"^([ ]*)resources:\n((?:\1    .*\n)+)", body, re.M)
             for name in names:
                 found[name] = block.group(2) if block else ""
     return found, local_rules
 
 
-def stacked_rule_names() -> list[str]:
-    """The rules the paper config defines with finetune_stacking by speaker, less the others."""
+def stacked_rule_names(rule_file: str) -> list[str]:
+    """The stacked rules (`finetune_stacked*` or `evaluate_stacked*`, by the rule file) that the paper
+    config defines with fine-tuning and evaluation by speaker."""
     listed = subprocess.run(
         [*SNAKEMAKE, "--list-rules", "--configfile", "configs/genda2025.yaml",
-         "--config", "finetune_stacking={by: speaker}"],
+         "--config", "finetune_stacking={by: speaker}", "evaluation={by: speaker}"],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.split()
-    return [name for name in listed if name.startswith("finetune_stacked")]
+    return [name for name in listed if name.startswith(f"{rule_file}_stacked")]
 
 
 def test_slurm_profile_sizes_every_rule_and_asks_a_gpu_where_the_rule_uses_one():

@@ -65,8 +65,12 @@ def test_default_dag_has_every_condition(tmp_path):
     n_speakers, n_sizes = 4, len(config["data_sizes"])
     n_sources = len(config["sources"])
     assert counts["build_world"] == n_speakers
-    assert counts["finetune"] == n_speakers * n_sources * n_sizes * len(config["model_sizes"])
-    assert counts["evaluate_generalist"] == n_speakers * len(config["model_sizes"])
+    # stacked by speaker: one fine-tuning and one evaluation job per (model size, speaker), for
+    # n_sources x n_sizes fine-tuned models and the generalist each
+    assert config["finetune_stacking"]["by"] == config["evaluation"]["by"] == "speaker"
+    assert counts["finetune_stacked"] == n_speakers * len(config["model_sizes"])
+    assert counts["evaluate_stacked"] == n_speakers * len(config["model_sizes"])
+    assert not {"finetune", "evaluate_generalist", "evaluate_finetuned"} & set(counts.index)
     assert counts["synthesize"] == n_speakers * (n_sources - 1)
     assert counts["score_tts"] == n_speakers * n_sources
     assert counts["pretrain"] == len(config["model_sizes"])
@@ -81,13 +85,14 @@ GENDA2025_JOBS = {
     # fine-tuning stacked by speaker (the config's default): one job per model size and speaker, 10 real
     # speakers with gt (7 conditions) and 10 virtual ones (6), for 3 * (10 + 20 * 6) = 390 models
     "finetune_stacked": 3 * 10, "finetune_stacked_no_gt": 3 * 10,
-    "evaluate_generalist": 60, "evaluate_finetuned": 3 * (10 + 20 * 6),
+    # evaluation likewise (evaluation.by: speaker): the generalist and a speaker's fine-tuned models
+    "evaluate_stacked": 3 * 10, "evaluate_stacked_no_gt": 3 * 10,
     "export_task1": 20, "export_task2": 20, "export_zip": 2, "aggregate": 1, "analyze": 1, "all": 1,
 }
-# with finetune_stacking.by: none, one job per condition instead
+# with finetune_stacking.by: none and evaluation.by: none, one job per condition instead
 GENDA2025_PER_CONDITION_JOBS = {
-    **{rule: n for rule, n in GENDA2025_JOBS.items() if not rule.startswith("finetune_stacked")},
-    "finetune": 3 * (10 + 20 * 6),
+    **{rule: n for rule, n in GENDA2025_JOBS.items() if not rule.startswith(("finetune_stacked", "evaluate_stacked"))},
+    "finetune": 3 * (10 + 20 * 6), "evaluate_generalist": 60, "evaluate_finetuned": 3 * (10 + 20 * 6),
 }
 
 
@@ -106,8 +111,9 @@ def test_paper_grid_dag_is_built_in_seconds(tmp_path):
     assert sorted(p.name for p in workdir.iterdir() if p.name != ".snakemake") == ["config.yaml", "speakers.tsv"]
 
 
-def test_paper_grid_fine_tunes_per_condition_one_setting_away(tmp_path):
-    config = dict(load_config("configs/genda2025.yaml"), finetune_stacking={"by": "none"})
+def test_paper_grid_fine_tunes_and_evaluates_per_condition_one_setting_away(tmp_path):
+    config = load_config("configs/genda2025.yaml")
+    config = dict(config, finetune_stacking={"by": "none"}, evaluation=dict(config["evaluation"], by="none"))
     workdir = make_workdir(tmp_path, config, (REPO / "configs" / "genda2025_speakers.tsv").read_text())
     counts = pd.Series([rule for rule, _ in planned_jobs(workdir)]).value_counts().to_dict()
     assert counts == GENDA2025_PER_CONDITION_JOBS

@@ -24,6 +24,11 @@ job's GPU slot are given back, and the CPU-bound scoring (PESQ, eSTOI,
 DNSMOS) runs in `--workers` processes, with the scores of serial scoring,
 while the job's own process runs pocketsphinx where that is the ASR.
 
+Several models of one test set are evaluated in one job with `--member MODEL
+OUT_CSV OUT_SUMMARY` per model (config `evaluation.by: speaker`): the mixtures
+are read, the predictors loaded and the scoring processes started once, and
+each model gets the files its own job would write, with the same scores.
+
     python -m workflow_scripts.evaluate --model results/finetune/.../model.pt \
         --test-dir data/demo/spk01/test --input-scores results/eval/mixtures/spk01.csv \
         --out-csv results/eval/.../spk01.csv --out-summary results/eval/.../spk01.json
@@ -96,13 +101,18 @@ def enhance_mixtures(model_path: str | Path, mixtures: list[np.ndarray], device:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="model checkpoint (.pt)")
+    parser.add_argument("--model", help="model checkpoint (.pt)")
     parser.add_argument("--test-dir", required=True, help="test folder (test.csv)")
-    parser.add_argument("--out-csv", required=True, help="per-utterance metrics")
-    parser.add_argument("--out-summary", required=True, help="summary JSON")
+    parser.add_argument("--out-csv", help="per-utterance metrics")
+    parser.add_argument("--out-summary", help="summary JSON")
+    parser.add_argument("--member", nargs=3, action="append", default=[],
+                        metavar=("MODEL", "OUT_CSV", "OUT_SUMMARY"),
+                        help="one of several models evaluated in this job, and its two outputs "
+                             "(instead of --model, --out-csv, --out-summary)")
     parser.add_argument("--input-scores", default=None,
                         help="the mixtures' own scores (score_mixtures CSV); computed here when absent")
-    parser.add_argument("--enhanced-dir", default=None, help="optional folder for the enhanced wavs")
+    parser.add_argument("--enhanced-dir", default=None,
+                        help="optional folder for the enhanced wavs (one model only)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--batch-samples", type=int, default=None,
                         help="samples per padded enhancement batch, 0: one mixture at a time "
@@ -111,7 +121,35 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="processes scoring PESQ/eSTOI/DNSMOS (default: the CPUs this job may use; "
                              "--threads is its older name)")
     add_arguments(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    single = [args.model, args.out_csv, args.out_summary]
+    if any(single) and args.member:
+        parser.error("give either --model/--out-csv/--out-summary or --member, not both")
+    if args.member:
+        args.members = [tuple(member) for member in args.member]
+    elif all(single):
+        args.members = [tuple(single)]
+    else:
+        parser.error("give --model, --out-csv and --out-summary, or --member MODEL OUT_CSV OUT_SUMMARY")
+    outputs = [path for _, *paths in args.members for path in paths]
+    if len(set(outputs)) != len(outputs):
+        parser.error("two models write the same output file")
+    if args.enhanced_dir and len(args.members) > 1:
+        parser.error("--enhanced-dir takes the enhanced speech of one model")
+    return args
+
+
+def member_suffix(index: int) -> str:
+    """The score columns of the index-th model while the job scores all of them together."""
+    return f"@{index}"
+
+
+def scores_of_member(extra: dict[str, list], index: int) -> dict[str, list]:
+    """The index-th model's scores (its suffix removed) and the mixtures' own (shared)."""
+    suffix = member_suffix(index)
+    mine = {column[:-len(suffix)]: values for column, values in extra.items() if column.endswith(suffix)}
+    shared = {column: values for column, values in extra.items() if "@" not in column}
+    return {**shared, **mine}
 
 
 def main(argv=None) -> None:
@@ -125,8 +163,9 @@ def main(argv=None) -> None:
     if args.max_utterances < 0:
         raise ValueError(f"--max-utterances must be >= 0, got {args.max_utterances}")
     table = read_test_folder(args.test_dir)
-    if not Path(args.model).is_file():
-        raise FileNotFoundError(f"{args.model}: checkpoint not found")
+    for model, _, _ in args.members:
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"{model}: checkpoint not found")
     nonintrusive = paired_columns(check_mos(args.mos), args.asr != "none")
     input_columns = [c for c in nonintrusive if c.endswith(INPUT) or c == "reference_words"]
     input_scores = (read_mixture_scores(args.input_scores, table, input_columns) if args.input_scores
@@ -136,7 +175,7 @@ def main(argv=None) -> None:
         log.info("%s: %d of %d mixtures have no clean reference: enhanced, and scored without one",
                  args.test_dir, referenced.count(False), len(table))
 
-    workers = min(workers, len(table))
+    workers = min(workers, len(table) * len(args.members))
     preload(args.mos)  # the scoring processes inherit the predictors' packages
     pool = scoring_pool(workers)
     try:
@@ -150,19 +189,32 @@ def main(argv=None) -> None:
         batch_samples = args.batch_samples
         if batch_samples is None:
             batch_samples = GPU_BATCH_SAMPLES if device.type == "cuda" else 0
-        enhanced = enhance_mixtures(args.model, mixtures, device, batch_samples, give_back=False)
+        input_mos = () if args.input_scores else plan.cpu_mos
+
+        def tasks_of(audios: list[np.ndarray]) -> list[tuple]:
+            return [(clean, mixture, audio, scores, plan.cpu_mos if chosen else (), input_mos if chosen else ())
+                    for clean, mixture, audio, scores, chosen in zip(cleans, mixtures, audios, input_scores,
+                                                                     plan.chosen)]
+
+        # on the CPU nothing waits for the device: the processes score a model's speech while
+        # this process enhances with the next model
+        overlap = device.type == "cpu" and pool is not None
+        log.info("scoring %d utterances of %d model(s) with %d process(es)%s", len(table) * len(args.members),
+                 len(args.members), workers, ", each model's while the next one enhances" if overlap else "")
+        enhanced, started = [], []
+        for model, _, _ in args.members:
+            enhanced.append(enhance_mixtures(model, mixtures, device, batch_samples, give_back=False))
+            if overlap:
+                started.append(start_scoring(tasks_of(enhanced[-1]), pool))
         # the mixture's own scores come from --input-scores; without them they are made here
-        signals = {"": enhanced, **({} if args.input_scores else {INPUT: mixtures})}
+        signals = {member_suffix(i): audios for i, audios in enumerate(enhanced)}
+        signals.update({} if args.input_scores else {INPUT: mixtures})
         extra = plan.score_on_device(signals)
         give_back_device(str(device))
-        input_mos = () if args.input_scores else plan.cpu_mos
-        tasks = [(clean, mixture, audio, scores, plan.cpu_mos if chosen else (), input_mos if chosen else ())
-                 for clean, mixture, audio, scores, chosen in zip(cleans, mixtures, enhanced, input_scores,
-                                                                  plan.chosen)]
-        log.info("scoring %d utterances with %d process(es)", len(tasks), workers)
-        scored = start_scoring(tasks, pool)
+        if not overlap:
+            started = [start_scoring([task for audios in enhanced for task in tasks_of(audios)], pool)]
         extra.update(plan.score_asr(signals))  # in this process, while the scoring processes work
-        rows = list(scored)
+        rows = [row for scored in started for row in scored]
     finally:
         if pool is not None:
             pool.shutdown()
@@ -171,22 +223,31 @@ def main(argv=None) -> None:
         extra.update({column: [scores[column] for scores in input_scores] for column in input_columns})
     asr_column = ["asr"] if plan.asr_requested else []  # the ASR's name beside its WER
     extra.update({column: [plan.asr_name or ""] * len(table) for column in asr_column})
-    scores, models, reasons = merge_scores(rows, extra, plan.wer_notes(), [*METRICS, *nonintrusive, *asr_column,
-                                                                          "notes"])
-    plan.models.update(models)
-    plan.reasons.update(reasons)
-    per_utterance = pd.concat([table[["mixture_id", "noise_id", "snr_db"]].reset_index(drop=True), scores], axis=1)
-    summary = {"model": str(args.model), "test_dir": str(args.test_dir), **summarize(per_utterance, nonintrusive),
-               **plan.summary_fields()}
-
+    results = []
+    for index, (model, out_csv, out_summary) in enumerate(args.members):
+        member_rows = rows[index * len(table):(index + 1) * len(table)]
+        scores, models, reasons = merge_scores(member_rows, scores_of_member(extra, index), plan.wer_notes(),
+                                               [*METRICS, *nonintrusive, *asr_column, "notes"])
+        plan.models.update(models)
+        plan.reasons.update(reasons)
+        per_utterance = pd.concat([table[["mixture_id", "noise_id", "snr_db"]].reset_index(drop=True), scores],
+                                  axis=1)
+        results.append((model, out_csv, out_summary, per_utterance))
     if args.enhanced_dir:
         with atomic_dir(args.enhanced_dir) as tmp:
-            for mixture_id, audio in zip(table.mixture_id, enhanced):
+            for mixture_id, audio in zip(table.mixture_id, enhanced[0]):
                 write_audio(tmp / f"{mixture_id}.wav", audio, SAMPLE_RATE)
-    write_score_table(args.out_csv, per_utterance)
-    atomic_write_text(args.out_summary, json.dumps(summary, indent=2) + "\n")
+    for model, out_csv, out_summary, per_utterance in results:
+        summary = {"model": str(model), "test_dir": str(args.test_dir), **summarize(per_utterance, nonintrusive),
+                   **plan.summary_fields()}
+        write_score_table(out_csv, per_utterance)
+        atomic_write_text(out_summary, json.dumps(summary, indent=2) + "\n")
+        log_summary(model, summary, nonintrusive)
+
+
+def log_summary(model: str, summary: dict, nonintrusive: list[str]) -> None:
     log.info(
-        "SDR %.2f -> %.2f dB (SDRi %.2f), eSTOI %.3f -> %.3f, PESQ %.2f -> %.2f; NaN: %s",
+        "%s: SDR %.2f -> %.2f dB (SDRi %.2f), eSTOI %.3f -> %.3f, PESQ %.2f -> %.2f; NaN: %s", model,
         *(np.nan if summary[m] is None else summary[m] for m in METRICS),
         summary["n_nan"],
     )

@@ -5,7 +5,7 @@
 
 The folder holds only the config and the speaker sheet, so every job is
 planned (nothing is up to date); prints the wall time of each dry run and the
-number of jobs per rule. --per-condition: with `finetune_stacking: {by: none}` (the config stacks by speaker).
+number of jobs per rule. --per-condition: with `finetune_stacking: {by: none}` and `evaluation: {by: none}` (the config stacks by speaker).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main(argv=None) -> None:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "genda2025.yaml")
     parser.add_argument("--sheet", type=Path, default=REPO / "configs" / "genda2025_speakers.tsv")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--per-condition", action="store_true", help="finetune_stacking.by: none")
+    parser.add_argument("--per-condition", action="store_true", help="finetune_stacking.by and evaluation.by: none")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -53,12 +53,13 @@ def main(argv=None) -> None:
         config = dict(yaml.safe_load(args.config.read_text()), speakers=str(workdir / "speakers.tsv"))
         if args.per_condition:
             config["finetune_stacking"] = dict(config.get("finetune_stacking", {}), by="none")
+            config["evaluation"] = dict(config.get("evaluation", {}), by="none")
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         times = []
         for _ in range(args.repeats):
             seconds, counts = dry_run(workdir)
             times.append(seconds)
-    stacking = ", one fine-tune job per condition" if args.per_condition else ""
+    stacking = ", one fine-tune and one evaluation job per condition" if args.per_condition else ""
     print(f"{args.config.name} with {args.sheet.name}{stacking}: {sum(counts.values())} jobs")
     for rule, count in sorted(counts.items()):
         print(f"  {rule}: {count}")
