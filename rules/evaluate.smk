@@ -23,6 +23,8 @@ rule score_mixtures:
         "logs/score_mixtures/{speaker}.log",
     benchmark:
         "benchmarks/score_mixtures/{speaker}.tsv"
+    # the evaluations' input, before the TTS scoring
+    priority: 3
     conda:
         "../envs/tts-scoring.yaml"
     threads: 1

@@ -46,6 +46,8 @@ rule clone_voice:
         "benchmarks/clone_voice/{tts}/{speaker}.tsv"
     wildcard_constraints:
         tts=_alternatives(SYNTHESIZED_SYSTEMS),
+    # before the scoring jobs: the fine-tunes' inputs (rules/finetune.smk)
+    priority: 4
     conda:
         tts_conda_env
     threads: 1
@@ -78,6 +80,8 @@ rule synthesize:
         "benchmarks/synthesize/{tts}/{speaker}.tsv"
     wildcard_constraints:
         tts=_alternatives(SYNTHESIZED_SYSTEMS),
+    # before the scoring jobs: the fine-tunes' inputs (rules/finetune.smk)
+    priority: 4
     conda:
         tts_conda_env
     threads: 1
@@ -111,6 +115,8 @@ rule import_speech:
         "benchmarks/import_speech/{tts}/{speaker}.tsv"
     wildcard_constraints:
         tts=_alternatives(FOLDER_SYSTEMS),
+    # before the scoring jobs: the fine-tunes' inputs (rules/finetune.smk)
+    priority: 4
     conda:
         tts_conda_env
     threads: 1

@@ -20,6 +20,8 @@ rule build_world:
         "benchmarks/build_world/{speaker}.tsv"
     wildcard_constraints:
         speaker=_alternatives(DEMO_SPEAKERS),
+    # before the scoring jobs: the fine-tunes' inputs (rules/finetune.smk)
+    priority: 4
     conda:
         "../envs/tts-offline.yaml"
     threads: 1
