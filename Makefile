@@ -8,8 +8,11 @@ APT_PACKAGES := flite
 
 .PHONY: demo test setup system-deps clean dryrun
 
+# ends with the run's wall time and, per rule, its jobs' times from benchmarks/ (a rule that ran
+# no job this time shows its latest run's)
 demo: setup
-	source $(VENV)/bin/activate && snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	source $(VENV)/bin/activate && start=$$(date +%s) && snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) \
+	  && echo "snakemake wall time: $$(( $$(date +%s) - start )) s" && python bench/workflow/stage_times.py benchmarks
 
 test: setup
 	source $(VENV)/bin/activate && python -m pytest -q tests

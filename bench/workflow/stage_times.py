@@ -2,7 +2,8 @@
 
     python bench/workflow/stage_times.py [benchmarks/]
 
-Prints a Markdown table: jobs, total and mean seconds per rule, and peak memory.
+Prints a Markdown table: jobs, total and mean wall seconds per rule, the CPU seconds its
+jobs used, and peak memory.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ def stage_times(bench_dir: Path) -> pd.DataFrame:
     for tsv in sorted(bench_dir.rglob("*.tsv")):
         rule = tsv.relative_to(bench_dir).parts[0].removesuffix(".tsv")
         table = pd.read_csv(tsv, sep="\t")
-        rows.append({"rule": rule, "s": float(table["s"].iloc[0]), "max_rss_mb": float(table["max_rss"].iloc[0])})
+        cpu_s = pd.to_numeric(table["cpu_time"], errors="coerce").iloc[0] if "cpu_time" in table else float("nan")
+        rows.append({"rule": rule, "s": float(table["s"].iloc[0]), "cpu_s": float(cpu_s),
+                     "max_rss_mb": float(pd.to_numeric(table["max_rss"], errors="coerce").iloc[0])})
     if not rows:
         raise SystemExit(f"{bench_dir}: no benchmark files (run the workflow first)")
     frame = pd.DataFrame(rows)
     return frame.groupby("rule", sort=False).agg(
-        jobs=("s", "size"), total_s=("s", "sum"), mean_s=("s", "mean"), max_rss_mb=("max_rss_mb", "max")
+        jobs=("s", "size"), total_s=("s", "sum"), mean_s=("s", "mean"), cpu_s=("cpu_s", "sum"),
+        max_rss_mb=("max_rss_mb", "max")
     ).reset_index()
 
 
@@ -32,11 +36,12 @@ def main(argv=None) -> None:
     parser.add_argument("bench_dir", nargs="?", type=Path, default=Path("benchmarks"),
                         help="the run's benchmark folder (default: benchmarks)")
     table = stage_times(parser.parse_args(argv).bench_dir)
-    print("| rule | jobs | total (s) | mean per job (s) | peak RSS (MB) |")
-    print("|---|---|---|---|---|")
+    print("| rule | jobs | total (s) | mean per job (s) | CPU (s) | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|")
     for _, row in table.iterrows():
-        print(f"| {row.rule} | {row.jobs} | {row.total_s:.1f} | {row.mean_s:.1f} | {row.max_rss_mb:.0f} |")
-    print(f"| all | {table.jobs.sum()} | {table.total_s.sum():.1f} | | |")
+        print(f"| {row.rule} | {row.jobs} | {row.total_s:.1f} | {row.mean_s:.1f} | {row.cpu_s:.1f} | "
+              f"{row.max_rss_mb:.0f} |")
+    print(f"| all | {table.jobs.sum()} | {table.total_s.sum():.1f} | | {table.cpu_s.sum():.1f} | |")
 
 
 if __name__ == "__main__":
