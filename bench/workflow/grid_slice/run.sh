@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The paper grid's slice through the workflow's own rules on one GPU: challenge speakers with every
+# condition of configs/genda2025.yaml (gt 6min; yourtts, speecht5, xtts at 6min and 30min), ConvTasNet
+# tiny, small and medium, `snakemake --cores all` with the default profile (GENDA_JOBS_PER_GPU=4; the
+# greedy scheduler, as the ILP one needs pulp, not carried). A device call runs at most 10 minutes and
+# starts bare, so the slice runs in two parts:
+#
+#   bash bench/workflow/grid_slice/run.sh tts        # A (config_tts.yaml, speakers.tsv: F0, M1,
+#                                                    #   VirtualM3): prepare, clone_voice, synthesize,
+#                                                    #   score_tts
+#   bash bench/workflow/grid_slice/run.sh pipeline   # B (config_pipeline.yaml, speakers_pipeline.tsv:
+#                                                    #   F0, then VirtualM3): every stage, speaker by
+#                                                    #   speaker, fine-tuning included
+#
+# Both build production-size random-weight models (inputs.py models, which says how they are made to
+# stop): A XTTS-v2, YourTTS, SpeechT5 + HiFi-GAN, the x-vector and Whisper large-v3; B all but XTTS,
+# whose speech B reads as stand-in clips of A's utterance length (inputs.py speech, durations.json of
+# A's run files) through the `folder` backend. score_tts scores the first 20 utterances of a folder
+# (table.py extends each job to its whole folder). B fine-tunes 1,200 steps per model (patience above
+# the step count: random speech cannot show real early stopping, so none stops early), stacked by
+# speaker, and evaluates by speaker. Snakemake is stopped once BUDGET_S seconds have passed.
+#
+# Before either, here: `python bench/workflow/grid_slice/inputs.py carry` (.carry_grid,
+# .carry_grid_ckpt) and the wheels the GPU machine lacks: .whl_grid (snakemake, soundfile, librosa,
+# speechmos and DistillMOS without the model files they do not load), .whl_grid_tts (coqui-tts,
+# speechbrain, openai-whisper, Resemblyzer, jiwer; torchcodec, which coqui-tts asks for though the
+# workflow reads audio with soundfile), .whl_grid_eval (pesq, pystoi). Carried (64 MiB in all):
+#   A: .whl_grid .whl_grid_tts .carry_grid
+#   B: .whl_grid .whl_grid_tts .whl_grid_eval .carry_grid/F0 .carry_grid/VirtualM3 .carry_grid_ckpt
+#
+# Run files go to $OUT (else bench/runs/<date>_h200/grid_slice/): run_<part>.log, snakemake_<part>.log,
+# stages_<part>.json and table_<part>.txt (table.py collect), nvidia_smi_<part>.csv (0.5 s samples),
+# logs_<part>.tar.gz (job logs, benchmarks, scores, training logs), and after A durations.json.
+# `python bench/workflow/grid_slice/table.py report stages_tts.json stages_pipeline.json` prints the
+# table of both parts and the projection to 20 speakers.
+set -uo pipefail
+part=${1:?usage: run.sh tts|pipeline}
+budget=${BUDGET_S:-540}   # seconds from the start after which snakemake is stopped (the call's limit is 600)
+start=$(date +%s)
+out=${OUT:-bench/runs/$(date -u +%F)_h200/grid_slice}
+mkdir -p "$out"
+here=bench/workflow/grid_slice
+work=.gridslice
+exec > >(tee "$out/run_$part.log") 2>&1
+stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
+
+wheels=(.whl_grid/*.whl .whl_grid_tts/*.whl)
+[ "$part" = pipeline ] && wheels+=(.whl_grid_eval/*.whl)
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+  "${wheels[@]}" || exit 1
+export PYTHONPATH=/tmp/site GENDA_JOBS_PER_GPU=4
+stamp "wheels installed"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nproc
+
+rm -rf "$work" /tmp/genda-pse-gpus
+mkdir -p "$work"
+nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 500 \
+  > "$out/nvidia_smi_$part.csv" 2>&1 &
+sampler=$!
+python3 $here/inputs.py generalist "$work/generalist_medium.pt" || exit 1
+smk=(python3 -m snakemake --snakefile Snakefile --configfile $here/config_$part.yaml --directory "$work"
+     --cores all --scheduler greedy)
+run_snakemake() {  # TARGETS...: one snakemake run, stopped once the budget is spent
+  local left=$(( budget - ($(date +%s) - start) ))
+  [ "$left" -gt 20 ] || { echo "no time left for: $*"; return 1; }
+  timeout --signal=TERM --kill-after=15 "$left" "${smk[@]}" -- "$@" >> "$out/snakemake_$part.log" 2>&1
+  echo "snakemake exit $? ($# targets)"
+}
+systems=(yourtts speecht5 xtts)
+if [ "$part" = tts ]; then
+  python3 $here/inputs.py models "$work/models" || exit 1
+  targets=(results/tts_scores/gt/F0.json results/tts_scores/gt/M1.json)
+  for s in "${systems[@]}"; do for spk in F0 M1 VirtualM3; do targets+=("results/tts_scores/$s/$spk.json"); done; done
+  stamp "inputs built"
+  run_snakemake "${targets[@]}"
+else
+  python3 $here/inputs.py models "$work/models" --only yourtts speecht5_tts speecht5_hifigan xvector whisper \
+    || exit 1
+  durations=${DURATIONS:-$(ls bench/runs/*/grid_slice/durations.json | tail -1)}
+  python3 $here/inputs.py speech "$work/speech" --durations "$durations" --systems xtts --speakers F0 VirtualM3 \
+    || exit 1
+  stamp "inputs built"
+  # speaker by speaker (SPEAKERS), so that one speaker's stages all finish before the next one starts
+  for spk in ${SPEAKERS:-F0 VirtualM3}; do
+    targets=()
+    [ "$spk" = VirtualM3 ] || targets+=("results/tts_scores/gt/$spk.json")
+    for s in "${systems[@]}"; do targets+=("results/tts_scores/$s/$spk.json"); done
+    for model in tiny small medium; do
+      targets+=("results/eval/$model/generalist/$spk.csv")
+      [ "$spk" = VirtualM3 ] || targets+=("results/eval/$model/gt/6min/$spk.csv")
+      for s in "${systems[@]}"; do for size in 6min 30min; do targets+=("results/eval/$model/$s/$size/$spk.csv"); done; done
+    done
+    stamp "snakemake: $spk"
+    run_snakemake "${targets[@]}"
+  done
+fi
+stamp "snakemake done"
+kill $sampler
+grep -h "Error\|error:" "$work"/logs/*/*.log "$work"/logs/*/*/*.log "$work"/logs/*/*/*/*.log 2>/dev/null \
+  | cut -c1-300 | sort | uniq -c | head -20
+extra=()
+[ "$part" = tts ] && extra=(--durations-out "$out/durations.json")
+python3 $here/table.py collect --work "$work" --part "$part" --out "$out/stages_$part.json" \
+  --nvidia-smi "$out/nvidia_smi_$part.csv" --sheet "$here/$(sed -n 's|^speakers: .*/||p' $here/config_$part.yaml)" \
+  "${extra[@]}" | tee "$out/table_$part.txt"
+(cd "$work" && tar -czf - logs benchmarks $(ls -d results/tts_scores results/eval 2>/dev/null) \
+  $(find results/finetune -name training_log.csv 2>/dev/null)) > "$out/logs_$part.tar.gz"
+stamp "end"
