@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -49,16 +49,16 @@ def recipe_args(steps: int) -> list[str]:
 
 
 def run_step(mode: str, step: str, args: list[str]) -> dict:
-    """Wall, user and system seconds of one step run in a process of its own."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Wall, user and system seconds and peak RSS of one step run in a process of its own."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", RUNNER, mode, step, *args], cwd=REPO, capture_output=True, text=True)
+    process = subprocess.Popen([sys.executable, "-c", RUNNER, mode, step, *args], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)  # this process's own resource use
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode:
-        raise SystemExit(f"{step} ({mode}) failed:\n{done.stderr[-3000:]}")
-    return {"wall_s": wall, "user_s": after.ru_utime - before.ru_utime, "sys_s": after.ru_stime - before.ru_stime,
-            "peak_rss_mb": after.ru_maxrss / 1024}
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"{step} ({mode}) failed:\n{stderr[-3000:]}")
+    return {"wall_s": wall, "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
 def main(argv=None) -> None:
