@@ -240,20 +240,24 @@ PRETRAIN_DATA = {
 # ---- rules/finetune.smk ---------------------------------------------------------------
 
 
-def finetune_stacks():
-    """Rule name -> (speakers, their (source, size) conditions) of the stacked fine-tuning
-    rules. A rule's outputs cannot depend on its wildcards, so the speakers without real
-    speech (no gt condition) get a rule of their own."""
+def condition_stacks(rule, with_generalist_only=False):
+    """Rule name -> (speakers, their fine-tuned (source, size) conditions) of the rules made
+    once per stack shape (`rule`, and `{rule}_no_gt`): a rule's outputs cannot depend on its
+    wildcards, so the speakers without real speech (no gt condition) get a rule of their own.
+    A speaker with no fine-tuned condition joins only `with_generalist_only`."""
     every_condition = [(s, size) for s, sizes in CONDITIONS.items() for size in sizes]
     stacks = {}
     for speaker in speakers.index:
         conditions = finetuned_conditions(speaker)
-        if conditions:
-            name = "finetune_stacked"
-            if conditions != every_condition:
-                name = "finetune_stacked_no_gt"
+        if conditions or with_generalist_only:
+            name = rule if conditions == every_condition else f"{rule}_no_gt"
             stacks.setdefault(name, ([], conditions))[0].append(speaker)
     return stacks
+
+
+def finetune_stacks():
+    """The stacked fine-tuning rules (finetune_stacking.by: speaker)."""
+    return condition_stacks("finetune_stacked")
 
 
 def finetune_loss_plot(source="{source}", size="{size}"):
@@ -337,20 +341,9 @@ def input_scores_arg(wildcards, input):
 
 
 def evaluation_stacks():
-    """Rule name -> (speakers, their fine-tuned (source, size) conditions) of the rules that
-    evaluate the generalist and every fine-tuned model of a (model size, speaker) in one job
-    (evaluation.by: speaker); a speaker without real speech has no gt member."""
-    every_condition = [(s, size) for s, sizes in CONDITIONS.items() for size in sizes]
-    stacks = {}
-    for speaker in speakers.index:
-        conditions = finetuned_conditions(speaker)
-        name = (
-            "evaluate_stacked"
-            if conditions == every_condition
-            else "evaluate_stacked_no_gt"
-        )
-        stacks.setdefault(name, ([], conditions))[0].append(speaker)
-    return stacks
+    """The rules that evaluate the generalist and every fine-tuned model of a (model size,
+    speaker) in one job (evaluation.by: speaker)."""
+    return condition_stacks("evaluate_stacked", with_generalist_only=True)
 
 
 def stacked_eval_outputs(conditions):

@@ -139,16 +139,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+MEMBER = "@"  # no score column has it: the index-th model's columns end in "@index" while scored together
+
+
 def member_suffix(index: int) -> str:
     """The score columns of the index-th model while the job scores all of them together."""
-    return f"@{index}"
+    return f"{MEMBER}{index}"
 
 
 def scores_of_member(extra: dict[str, list], index: int) -> dict[str, list]:
     """The index-th model's scores (its suffix removed) and the mixtures' own (shared)."""
     suffix = member_suffix(index)
     mine = {column[:-len(suffix)]: values for column, values in extra.items() if column.endswith(suffix)}
-    shared = {column: values for column, values in extra.items() if "@" not in column}
+    shared = {column: values for column, values in extra.items() if MEMBER not in column}
     return {**shared, **mine}
 
 
