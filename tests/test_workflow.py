@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def make_workdir(tmp_path: Path, config: dict, speakers: str) -> Path:
     """A working folder with its own config and speaker sheet (absolute paths)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "speakers.tsv").write_text(speakers)
     config = dict(config, speakers=str(tmp_path / "speakers.tsv"))
     if "demo_world" in config:
@@ -27,12 +29,16 @@ def make_workdir(tmp_path: Path, config: dict, speakers: str) -> Path:
     return tmp_path
 
 
+def job_env() -> dict:
+    """The environment for snakemake: its jobs call `python`, the interpreter running the tests,
+    whichever way they were started."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
                        "--configfile", str(workdir / "config.yaml"), *args]
-    # jobs call `python`: the interpreter running the tests, whichever way they were started
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=job_env())
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
@@ -217,10 +223,70 @@ def test_parsing_the_snakefile_writes_nothing(tmp_path):
 
 
 @pytest.mark.slow
+def output_files(workdir: Path) -> dict[Path, int]:
+    """Every visible file under data/ and results/, with its modification time."""
+    files = {}
+    for top in ("data", "results"):
+        for path in (workdir / top).rglob("*"):
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(workdir).parts):
+                files[path] = path.stat().st_mtime_ns
+    return files
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout_s: float) -> None:
+    """Return once `path` exists; fail if snakemake ends first or the guard time passes."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"snakemake ended (exit {process.returncode}) before {path} appeared")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout_s} s")
+        time.sleep(0.5)
+
+
+def killed_and_restarted(workdir: Path) -> None:
+    """Run the workflow in `workdir`, SIGKILL Snakemake's whole process group once fine-tuning is
+    under way, unlock, and run again: the restart completes and recomputes nothing finished."""
+    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+                       "--configfile", str(workdir / "config.yaml"), "--cores", "2"]
+    with open(workdir / "first_run.log", "w") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=job_env())
+        try:
+            # the generalist's job is finished (snakemake starts a fine-tune only then): fine-tuning
+            # and evaluation jobs are under way
+            wait_for(workdir / "logs" / "finetune" / "tiny", process, timeout_s=900)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode != 0, "the run finished before it could be killed"
+    # as after any hard kill, the working directory is still locked: release it as a user would
+    snakemake(workdir, "--unlock")
+    # what the restart would run; everything else present now is finished work
+    pending = planned_jobs(workdir)
+    assert any(rule == "aggregate" for rule, _ in pending)
+    pending_outputs = [p.strip().rstrip("/") for _, output in pending for p in output.split(",") if p.strip()]
+
+    def is_pending(path: Path) -> bool:
+        relative = str(path.relative_to(workdir))
+        return any(relative == p or relative.startswith(f"{p}/") for p in pending_outputs)
+
+    finished = {path: mtime for path, mtime in output_files(workdir).items() if not is_pending(path)}
+    assert any("pretrain" in str(path) for path in finished)
+    snakemake(workdir, "--cores", "2")
+    changed = [str(path) for path, mtime in finished.items() if path.stat().st_mtime_ns != mtime]
+    assert not changed, f"finished outputs were recomputed: {changed[:5]}"
+    assert planned_jobs(workdir) == []
+
+
+@pytest.mark.slow
 def test_ci_config_runs_end_to_end_reproducibly_and_adding_a_speaker_reruns_only_it(tmp_path):
+    """The CI setting end to end; a second run from scratch, killed hard mid-way and restarted,
+    recomputes nothing finished and gives the same tables byte for byte; a new speaker in the
+    sheet plans only its own jobs."""
     config = load_config("tests/config/ci.yaml")
     sheet = (REPO / "tests" / "config" / "ci_speakers.tsv").read_text()
-    workdir = make_workdir(tmp_path, config, sheet)
+    workdir = make_workdir(tmp_path / "whole", config, sheet)
     snakemake(workdir, "--cores", "2")
 
     summary = (workdir / "results" / "summary.md").read_text()
@@ -236,12 +302,13 @@ def test_ci_config_runs_end_to_end_reproducibly_and_adding_a_speaker_reruns_only
     assert planned_jobs(workdir) == []
 
     # reproducible: every job run again from scratch (data, training, scoring) with the same
-    # seeds on the same machine gives the same tables, byte for byte
-    tables = ["summary.csv", "summary_per_speaker.csv", "summary.md", "tts_summary.md"]
-    first = {name: (workdir / "results" / name).read_bytes() for name in tables}
-    snakemake(workdir, "--cores", "2", "--forceall")
-    for name in tables:
-        assert (workdir / "results" / name).read_bytes() == first[name], f"{name} differs on a rerun"
+    # seeds on the same machine, here in a run killed mid-way and restarted, gives the same
+    # tables, byte for byte
+    restarted = make_workdir(tmp_path / "restarted", config, sheet)
+    killed_and_restarted(restarted)
+    for name in ["summary.csv", "summary_per_speaker.csv", "summary.md", "tts_summary.md"]:
+        assert (restarted / "results" / name).read_bytes() == (workdir / "results" / name).read_bytes(), (
+            f"{name} differs in the run from scratch")
 
     # a new speaker: only its own jobs and the aggregate ones
     (workdir / "speakers.tsv").write_text(sheet + "ciC\t13\n")
