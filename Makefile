@@ -15,8 +15,9 @@ demo: setup
 	  && echo "snakemake wall time: $$(( $$(date +%s) - start )) s" \
 	  && { test ! -d benchmarks || python bench/workflow/stage_times.py benchmarks; }
 
+# the test files run side by side, one process per core (at most 4: each end-to-end run takes a few GB)
 test: setup
-	source $(VENV)/bin/activate && python -m pytest -q tests
+	source $(VENV)/bin/activate && python -m pytest -q -n auto --maxprocesses 4 --dist loadfile tests
 
 dryrun: setup
 	source $(VENV)/bin/activate && snakemake -n --quiet rules
