@@ -7,27 +7,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_workflow import REPO, SNAKEMAKE, load_config, make_workdir, planned_jobs
+from test_workflow import REPO, job_env, load_config, make_workdir, planned_jobs, snakemake_command
 
 pytestmark = pytest.mark.slow
 
 TARGET = "data/speakers/ciA/voice.json"  # one build_world job: the cheapest job of the CI setting
 JOB_LOG = "logs/build_world/ciA.log"
-
-
-def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    return SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-                        "--configfile", str(workdir / "config.yaml"), "--cores", "1", *args]
-
-
-def job_env() -> dict[str, str]:
-    # jobs call `python`: the interpreter running the tests
-    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
 def snapshot(workdir: Path) -> dict[str, tuple[int, int]]:
@@ -56,7 +45,7 @@ def test_a_second_run_in_a_locked_folder_refuses_and_changes_nothing(tmp_path):
                            (REPO / "tests" / "config" / "ci_speakers.tsv").read_text())
     locks = workdir / ".snakemake" / "locks"
     with open(tmp_path / "first.log", "w") as first_log:
-        first = subprocess.Popen(snakemake_cmd(workdir, TARGET), stdout=first_log, stderr=subprocess.STDOUT,
+        first = subprocess.Popen(snakemake_command(workdir, "--cores", "1", TARGET), stdout=first_log, stderr=subprocess.STDOUT,
                                  env=job_env(), start_new_session=True)
     try:
         wait_until(lambda: locks.is_dir() and any(locks.iterdir()) and (workdir / JOB_LOG).exists(), first,
@@ -67,7 +56,7 @@ def test_a_second_run_in_a_locked_folder_refuses_and_changes_nothing(tmp_path):
         try:
             before = snapshot(workdir)
             # the whole workflow, which includes the first run's job
-            second = subprocess.run(snakemake_cmd(workdir), capture_output=True, text=True, env=job_env(),
+            second = subprocess.run(snakemake_command(workdir, "--cores", "1"), capture_output=True, text=True, env=job_env(),
                                     timeout=600, check=False)
             after = snapshot(workdir)
         finally:

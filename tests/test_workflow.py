@@ -35,9 +35,14 @@ def job_env() -> dict:
     return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """Snakemake on the project's Snakefile in `workdir`, with the folder's own config."""
+    return SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+                        "--configfile", str(workdir / "config.yaml"), *args]
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-                       "--configfile", str(workdir / "config.yaml"), *args]
+    cmd = snakemake_command(workdir, *args)
     result = subprocess.run(cmd, capture_output=True, text=True, env=job_env())
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -222,7 +227,6 @@ def test_parsing_the_snakefile_writes_nothing(tmp_path):
     assert after == before
 
 
-@pytest.mark.slow
 def output_files(workdir: Path) -> dict[Path, int]:
     """Every visible file under data/ and results/, with its modification time."""
     files = {}
@@ -247,10 +251,9 @@ def wait_for(path: Path, process: subprocess.Popen, timeout_s: float) -> None:
 def killed_and_restarted(workdir: Path) -> None:
     """Run the workflow in `workdir`, SIGKILL Snakemake's whole process group once fine-tuning is
     under way, unlock, and run again: the restart completes and recomputes nothing finished."""
-    cmd = SNAKEMAKE + ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-                       "--configfile", str(workdir / "config.yaml"), "--cores", "2"]
     with open(workdir / "first_run.log", "w") as log:
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=job_env())
+        process = subprocess.Popen(snakemake_command(workdir, "--cores", "2"), stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True, env=job_env())
         try:
             # the generalist's job is finished (snakemake starts a fine-tune only then): fine-tuning
             # and evaluation jobs are under way
