@@ -153,6 +153,13 @@ def models_needed(what):
     return needed
 
 
+def tts_cpu_scores(wildcards):
+    """The score_tts_cpu file score_tts reads, when tts_scoring.cpu_job is set."""
+    if not config["tts_scoring"]["cpu_job"]:
+        return []
+    return f"results/tts_scores/{wildcards.source}/{wildcards.speaker}.cpu.json"
+
+
 def model_manifest(what):
     """The download_models manifest a job waits for, when config asks for downloads."""
     if not config["download_models"] or not models_needed(what):

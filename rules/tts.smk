@@ -132,6 +132,7 @@ rule score_tts:
         enrollment="data/speakers/{speaker}/enrollment.wav",
         speech=speech_dir,
         models=model_manifest("scoring"),
+        cpu_scores=tts_cpu_scores,
     output:
         table="results/tts_scores/{source}/{speaker}.csv",
         summary="results/tts_scores/{source}/{speaker}.json",
@@ -157,6 +158,9 @@ rule score_tts:
         mos=" ".join(config["tts_scoring"]["mos"]),
         model_dir=MODEL_DIR,
         max_utterances=config["tts_scoring"]["max_utterances"],
+        cpu_scores=lambda wildcards, input: (
+            f"--cpu-scores {input.cpu_scores}" if input.cpu_scores else ""
+        ),
     shell:
         "python -m workflow_scripts.score_tts --enrollment {input.enrollment}"
         " --speech-dir {input.speech} --asr {params.asr}"
@@ -164,4 +168,29 @@ rule score_tts:
         " --secs-xvector-model {params.secs_xvector_model:q}"
         " --utmos-model {params.utmos_model:q} --mos {params.mos}"
         " --model-dir {params.model_dir} --max-utterances {params.max_utterances}"
-        " --out-csv {output.table} --out-summary {output.summary} 2> {log}"
+        " {params.cpu_scores} --out-csv {output.table} --out-summary {output.summary} 2> {log}"
+
+
+# tts_scoring.cpu_job: Resemblyzer SECS and DNSMOS of a speech folder in a CPU job of their own,
+# read by its score_tts job, which then holds its GPU slot only for its device models
+rule score_tts_cpu:
+    input:
+        enrollment="data/speakers/{speaker}/enrollment.wav",
+        speech=speech_dir,
+    output:
+        "results/tts_scores/{source}/{speaker}.cpu.json",
+    log:
+        "logs/score_tts_cpu/{source}/{speaker}.log",
+    benchmark:
+        "benchmarks/score_tts_cpu/{source}/{speaker}.tsv"
+    conda:
+        "../envs/tts-scoring.yaml"
+    threads: 1
+    params:
+        mos=" ".join(config["tts_scoring"]["mos"]),
+        max_utterances=config["tts_scoring"]["max_utterances"],
+    shell:
+        "python -m workflow_scripts.score_tts_cpu --enrollment {input.enrollment}"
+        " --speech-dir {input.speech} --mos {params.mos}"
+        " --max-utterances {params.max_utterances} --threads {threads}"
+        " --out {output} 2> {log}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
@@ -54,7 +55,7 @@ def tts_config(hub: dict, tmp_path, accept_license: bool) -> dict:
     }
     config["tts_scoring"] = {"asr": "whisper", "whisper_model": hub["whisper"],
                              "secs_xvector_model": hub["xvector"], "mos": ["dnsmos"],
-                             "max_utterances": 3}
+                             "max_utterances": 3, "cpu_job": True}
     config["model_dir"] = str(tmp_path / "models")
     config["download_models"] = True
     config["accept_coqui_license"] = accept_license
@@ -97,6 +98,11 @@ def test_backends_and_scoring_through_the_rules(hub, tmp_path):
         assert -1.0 <= summary["secs_xvector_mean"] <= 1.0
         assert summary["utmos_reason"]  # no UTMOS weights here: said, not invented
         assert summary["dnsmos_ovrl_mean"] is not None
+        # cpu_job: Resemblyzer SECS and DNSMOS came from the folder's score_tts_cpu job
+        cpu_scores = json.loads((workdir / f"results/tts_scores/{tts}/ciA.cpu.json").read_text())
+        assert len(cpu_scores["utterances"]) == 3 and list(cpu_scores["models"]) == ["dnsmos"]
+        assert summary["secs_resemblyzer_mean"] == pytest.approx(np.mean(cpu_scores["scores"]["secs_resemblyzer"]))
+        assert "read from results/tts_scores" in (workdir / f"logs/score_tts/{tts}/ciA.log").read_text()
 
     # A rerun has nothing to do: the conditioning is computed once and reused.
     rerun = snakemake(workdir, "--cores", "2", *targets)

@@ -92,7 +92,7 @@ GENDA2025_JOBS = {
     # 20 speakers (each its mixtures scored once); gt for the 10 real ones at 6min; 3 TTS systems at 6min
     # and 30min; 3 model sizes
     "download": 3, "download_models": 4, "prepare_speaker": 20, "prepare_gt": 10, "prepare_challenge_test": 20,
-    "prepare_generalist": 3, "clone_voice": 60, "synthesize": 60, "score_tts": 70, "score_mixtures": 20,
+    "prepare_generalist": 3, "clone_voice": 60, "synthesize": 60, "score_tts": 70, "score_tts_cpu": 70, "score_mixtures": 20,
     # fine-tuning stacked by speaker (the config's default): one job per model size and speaker, 10 real
     # speakers with gt (7 conditions) and 10 virtual ones (6), for 3 * (10 + 20 * 6) = 390 models
     "finetune_stacked": 3 * 10, "finetune_stacked_no_gt": 3 * 10,

@@ -20,6 +20,10 @@ The summary holds each score's mean and 95% t-interval, the corpus-level WER
 names every model. A score whose model cannot be loaded here (weights not in
 `--model-dir`: nothing is downloaded while scoring) stays empty, and its
 `*_reason` field says why. Each model is loaded once per job.
+
+With `--cpu-scores`, Resemblyzer SECS and DNSMOS come from the file of the folder's score_tts_cpu
+job (`tts_scoring.cpu_job`) instead of running here: on a GPU, the job then holds its slot only
+while the device models run.
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ from tqdm import tqdm
 from workflow_scripts.scoring.asr import ASR_CHOICES, ASRUnavailable, load_asr, normalizer_name, word_errors
 from workflow_scripts.files.audio import SAMPLE_RATE, atomic_write_text, read_audio
 from workflow_scripts.runtime.gpu import release_gpu, resolve_device
-from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.runtime.logs import setup_logging, timed
 from workflow_scripts.runtime.model_cache import WHISPER_MODEL
+from workflow_scripts.scoring.cpu_scores import CPU_MOS, SECS_COLUMN, read_cpu_scores
 from workflow_scripts.scoring.mos import MOS_CHOICES, PREDICTORS, UTMOS_HUB_REPO, load_predictors
 from workflow_scripts.scoring.speaker_similarity import (
     XVECTOR_DEFAULT_SOURCE,
@@ -51,21 +56,11 @@ from workflow_scripts.scoring.speaker_similarity import (
     mean_ci95,
     similarity_to_enrollment,
 )
-from workflow_scripts.files.folders import read_speech_folder as read_manifest
+from workflow_scripts.files.folders import read_speech_signals
 
 log = logging.getLogger("score_tts")
 
 ASR_COLUMNS = ("asr_text", "wer", "word_errors", "reference_words", "asr")
-
-
-def read_speech_folder(speech_dir: Path, max_utterances: int = 0) -> tuple[pd.DataFrame, list[np.ndarray]]:
-    """The manifest and its utterances' audio (the first `max_utterances`, 0 for all),
-    checked before any model is loaded."""
-    manifest = read_manifest(speech_dir)
-    if max_utterances > 0:
-        manifest = manifest.head(max_utterances)
-    audios = [read_audio(wav) for wav in manifest.wav]
-    return manifest, audios
 
 
 def transcribe_all(transcriber, manifest: pd.DataFrame, audios: list[np.ndarray]) -> pd.DataFrame:
@@ -159,14 +154,16 @@ def score_tts(enrollment_wav: Path, speech_dir: Path, out_csv: Path, out_summary
               asr: str = "auto", model_dir: Path = Path("models"), whisper_model: str = WHISPER_MODEL,
               device: str = "auto", max_utterances: int = 0, secs_xvector_model: str = XVECTOR_DEFAULT_SOURCE,
               utmos_model: str = UTMOS_HUB_REPO, mos: tuple[str, ...] = MOS_CHOICES,
-              whisper_temperature_fallback: bool = True) -> dict:
+              whisper_temperature_fallback: bool = True, cpu_scores: Path | None = None) -> dict:
     """Check the inputs, load every model once, score every utterance, write the table and the
-    summary; returns the summary."""
+    summary; returns the summary. `cpu_scores`: score_tts_cpu's file for these utterances, whose
+    scores are read instead of computed."""
     unknown = [name for name in mos if name not in MOS_CHOICES]
     if unknown:
         raise ValueError(f"unknown MOS predictor(s) {', '.join(unknown)}; choose from {', '.join(MOS_CHOICES)}")
     enrollment = read_audio(enrollment_wav)
-    manifest, audios = read_speech_folder(speech_dir, max_utterances)
+    manifest, audios = read_speech_signals(speech_dir, max_utterances)
+    from_cpu_job = read_cpu_scores(cpu_scores, list(manifest.utt_id), mos) if cpu_scores else None
     device = resolve_device(device)
     log.info("%s: %d utterances, %.1f s; enrollment %s (%.1f s)", speech_dir, len(audios),
              sum(a.size for a in audios) / SAMPLE_RATE, enrollment_wav, enrollment.size / SAMPLE_RATE)
@@ -174,17 +171,24 @@ def score_tts(enrollment_wav: Path, speech_dir: Path, out_csv: Path, out_summary
     # every model first, so that a model named explicitly but missing stops the job before any work
     start = time.perf_counter()
     transcriber, asr_reason = open_asr(asr, model_dir, whisper_model, device, whisper_temperature_fallback)
-    resemblyzer = SpeakerEncoder(device=device)
+    resemblyzer = SpeakerEncoder(device=device) if from_cpu_job is None else None
     xvector_encoder, xvector_reason = load_xvector_encoder(secs_xvector_model, model_dir, device)
-    predictors, mos_reasons = load_predictors(list(mos), utmos_model, model_dir, device)
+    here = [name for name in mos if from_cpu_job is None or name not in CPU_MOS]
+    predictors, mos_reasons = load_predictors(here, utmos_model, model_dir, device)
     for name in MOS_CHOICES:
         if name not in mos:
             mos_reasons[name] = f"not run (not in --mos {' '.join(mos) or 'none'})"
     log.info("models loaded on %s in %.1f s", device, time.perf_counter() - start)
 
     table = manifest[["utt_id", "text", "duration_s"]].copy()
-    table["secs_resemblyzer"] = timed(f"SECS ({resemblyzer.name})", len(audios), similarity_to_enrollment,
-                                      resemblyzer, enrollment, audios, desc="SECS resemblyzer")
+    if from_cpu_job is None:
+        table[SECS_COLUMN] = timed(f"SECS ({resemblyzer.name})", len(audios), similarity_to_enrollment,
+                                   resemblyzer, enrollment, audios, desc="SECS resemblyzer")
+    else:
+        table[SECS_COLUMN] = from_cpu_job.scores[SECS_COLUMN]
+        mos_reasons.update(from_cpu_job.reasons)
+        log.info("SECS (%s) and %s read from %s", SpeakerEncoder.name,
+                 ", ".join(from_cpu_job.models) or "no CPU MOS", cpu_scores)
     if xvector_encoder is None:
         log.warning("no x-vector SECS: %s", xvector_reason)
         table["secs_xvector"] = np.nan
@@ -206,8 +210,11 @@ def score_tts(enrollment_wav: Path, speech_dir: Path, out_csv: Path, out_summary
                      transcriber.calls_to_transcribe, len(audios))
     for predictor_class in PREDICTORS.values():
         for column in predictor_class.columns:
-            table[column] = np.nan
+            from_file = from_cpu_job is not None and column in from_cpu_job.scores
+            table[column] = from_cpu_job.scores[column] if from_file else np.nan
     mos_models = {name: predictor.model_name for name, predictor in predictors.items()}
+    if from_cpu_job is not None:
+        mos_models.update(from_cpu_job.models)
     cpu_only = {name: predictor for name, predictor in predictors.items() if not predictor.uses_gpu}
 
     def predict_mos(predictor) -> None:
@@ -248,14 +255,6 @@ def give_back_device(device: str) -> None:
     log.info("GPU work done: memory and slot released; the rest runs on the CPU")
 
 
-def timed(what: str, n_utterances: int, function, *args, **kwargs):
-    """function(*args, **kwargs), logging its time per utterance."""
-    start = time.perf_counter()
-    result = function(*args, **kwargs)
-    log.info("%s: %.3f s per utterance", what, (time.perf_counter() - start) / max(n_utterances, 1))
-    return result
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--enrollment", required=True, type=Path, help="the speaker's enrollment clip (wav)")
@@ -284,13 +283,16 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--max-utterances", type=int, default=0,
                         help="score only the first N utterances of the folder (0: all)")
+    parser.add_argument("--cpu-scores", type=Path, default=None,
+                        help="score_tts_cpu's file for this folder: its Resemblyzer SECS and DNSMOS are read, "
+                             "not computed")
     args = parser.parse_args(argv)
     setup_logging()
     score_tts(args.enrollment, args.speech_dir, args.out_csv, args.out_summary, asr=args.asr,
               model_dir=args.model_dir, whisper_model=args.whisper_model, device=args.device,
               max_utterances=args.max_utterances, secs_xvector_model=args.secs_xvector_model,
               utmos_model=args.utmos_model, mos=tuple(args.mos),
-              whisper_temperature_fallback=args.whisper_temperature_fallback)
+              whisper_temperature_fallback=args.whisper_temperature_fallback, cpu_scores=args.cpu_scores)
     return 0
 
 

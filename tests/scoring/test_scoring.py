@@ -13,8 +13,9 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from workflow_scripts import score_tts
+from workflow_scripts import score_tts, score_tts_cpu
 from workflow_scripts.scoring.asr import ASRUnavailable, WhisperTranscriber, load_asr
 from workflow_scripts.files.audio import SAMPLE_RATE, write_audio
 from workflow_scripts.scoring.mos import UTMOSPredictor, load_predictors, resolve_utmos_weights
@@ -82,6 +83,52 @@ def test_score_tts_fills_every_score_it_can(scored):
         assert summary[f"{column}_mean"] == pytest.approx(table[column].mean())
     assert "speechmos" in summary["dnsmos_model"] and "distillmos" in summary["distillmos_model"]
     assert summary["dnsmos_reason"] == summary["distillmos_reason"] == ""
+
+
+def run_cpu_job(world, out, *mos):
+    """score_tts_cpu.main in this process, its torch threads put back after (a job has its own)."""
+    threads = torch.get_num_threads()
+    try:
+        score_tts_cpu.main(["--enrollment", str(world["enrollment"]), "--speech-dir", str(world["speech"]),
+                            "--mos", *mos, "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_scores_read_from_the_cpu_job_give_the_same_table_and_summary(scored, world):
+    """tts_scoring.cpu_job: score_tts_cpu's Resemblyzer SECS and DNSMOS, read by score_tts, make the
+    table and summary of a score_tts job that ran every model itself."""
+    cpu_file = world["root"] / "split.cpu.json"
+    run_cpu_job(world, cpu_file, "utmos", "dnsmos", "distillmos")
+    written = json.loads(cpu_file.read_text())
+    assert written["utterances"] == ["utt0", "utt1"] and list(written["models"]) == ["dnsmos"]
+    assert set(written["scores"]) == {"secs_resemblyzer", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808"}
+    score_tts.main(score_args(world, "split", "--asr", "auto", "--whisper-model", str(world["whisper"]),
+                              "--no-whisper-temperature-fallback", "--secs-xvector-model", world["xvector"],
+                              "--mos", "utmos", "dnsmos", "distillmos", "--cpu-scores", str(cpu_file)))
+    table, summary = scored
+    out = world["root"] / "split"
+    # the same models; DNSMOS with one ONNX thread here, so equal to float rounding
+    pd.testing.assert_frame_equal(pd.read_csv(out.with_suffix(".csv")), table, rtol=1e-6)
+    split = json.loads(out.with_suffix(".json").read_text())
+    assert split.keys() == summary.keys()
+    for key, value in summary.items():
+        assert split[key] == (pytest.approx(value, rel=1e-6) if isinstance(value, float) else value), key
+
+
+def test_a_cpu_score_file_of_other_utterances_stops_score_tts_before_any_output(world, tmp_path):
+    cpu_file = tmp_path / "two.cpu.json"
+    run_cpu_job(world, cpu_file, "dnsmos")
+    out_csv, out_json = tmp_path / "x.csv", tmp_path / "x.json"
+    base = ["--enrollment", str(world["enrollment"]), "--speech-dir", str(world["speech"]), "--asr", "none",
+            "--secs-xvector-model", "none", "--device", "cpu", "--cpu-scores", str(cpu_file),
+            "--out-csv", str(out_csv), "--out-summary", str(out_json)]
+    with pytest.raises(ValueError, match=rf"{cpu_file}: scores 2 utterances that are not the 1"):
+        score_tts.main(base + ["--mos", "dnsmos", "--max-utterances", "1"])
+    run_cpu_job(world, cpu_file, "distillmos")  # no CPU predictor: no DNSMOS
+    with pytest.raises(ValueError, match=rf"{cpu_file}: has no dnsmos_ovrl, .*dnsmos \(made with another --mos\)"):
+        score_tts.main(base + ["--mos", "dnsmos", "distillmos"])
+    assert not out_csv.exists() and not out_json.exists()
 
 
 def test_missing_utmos_weights_leave_the_column_empty_and_say_why(scored, world):

@@ -65,6 +65,14 @@ def read_speech_folder(folder: str | Path) -> pd.DataFrame:
     return _read_table(Path(folder) / "manifest.csv", SPEECH_COLUMNS)
 
 
+def read_speech_signals(folder: str | Path, max_utterances: int = 0) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """The manifest of a speech folder (its first `max_utterances` rows, 0 for all) and their audio."""
+    manifest = read_speech_folder(folder)
+    if max_utterances > 0:
+        manifest = manifest.head(max_utterances)
+    return manifest, [read_audio(wav) for wav in manifest.wav]
+
+
 def read_noise_table(folder: str | Path) -> pd.DataFrame:
     """The table of a noise folder, with absolute `wav` paths."""
     return _read_table(Path(folder) / "noises.csv", NOISE_COLUMNS)
