@@ -2,6 +2,10 @@
 
     python bench/scoring/rate.py --device cuda [--num-utterances 32] [--sizes large-v3]
         [--mos utmos dnsmos distillmos] [--budget-s 300] [--out-json FILE]
+    python bench/scoring/rate.py --device cuda --num-utterances 64 --whisper-batch-sizes 16 32 64
+
+The second form times Whisper alone at each batch size (the first is the baseline) and prints the
+speed-up of each over it.
 
 The components are those of workflow_scripts/score_tts.py, loaded and run by
 the workflow's own code on ~32 synthetic voiced clips of 3-10 s (the voice-like
@@ -202,7 +206,13 @@ def main(argv=None) -> int:
     add_worker_args(parser, "each scores the same clips with Whisper, decoding capped at the sentences' token "
                             "count, and Resemblyzer SECS")
     parser.add_argument("--whisper-checkpoint", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--whisper-batch-sizes", type=int, nargs="+", default=None,
+                        help="only Whisper, decoding capped at the sentences' token count, at each batch size "
+                             "(the first is the baseline), repeated --repeats times in turn")
+    parser.add_argument("--repeats", type=int, default=3, help="passes per batch size (--whisper-batch-sizes)")
     args = parser.parse_args(argv)
+    if args.whisper_batch_sizes:
+        return batch_sizes(args)
     if args.processes:
         return concurrent(args)
     if args.ready:
@@ -322,6 +332,51 @@ def main(argv=None) -> int:
             asr["transcribe_timed"].append(probe.time_transcribe(audios[index], left_s))
     report(result)
     save(result, args.out_json)
+    return 0
+
+
+def batch_sizes(args) -> int:
+    """Whisper's capped batched pass over the same clips at each batch size, in turn, `repeats` times;
+    the best pass of each, and its speed-up over the first size (the baseline)."""
+    import torch
+
+    audios = test_clips(args.num_utterances)
+    audio_s = sum(a.size for a in audios) / SAMPLE_RATE
+    sentences = first_sentences(args.num_utterances)
+    with tempfile.TemporaryDirectory(prefix="scoring-bench-") as tmp:
+        checkpoint = build_whisper(Path(tmp) / "whisper", args.sizes, args.device)
+        transcriber = WhisperTranscriber(str(checkpoint), Path(tmp) / "models", args.device, WHISPER_BATCH_SIZE, True)
+    sample_len = min(max(speech_token_counts(transcriber, sentences)), transcriber.model.dims.n_text_ctx // 2)
+    transcriber.options = dataclasses.replace(transcriber.options, sample_len=sample_len)
+    probe = WhisperProbe(transcriber, args.device)
+    passes = {size: [] for size in args.whisper_batch_sizes}
+    peak = {}
+    for repeat in range(args.repeats + 1):  # the first round warms up every size
+        for size in args.whisper_batch_sizes:
+            transcriber.batch_size = size
+            if args.device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            run = probe.run(audios if repeat else audios[:size])
+            if repeat:
+                passes[size].append(run["batched_pass_s"])
+                if args.device.startswith("cuda"):
+                    peak[size] = torch.cuda.max_memory_allocated() / 2**30
+    base = min(passes[args.whisper_batch_sizes[0]])
+    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
+    print(f"Whisper {args.sizes} ({device}), {len(audios)} clips of 3-10 s ({audio_s:.0f} s), decoding capped at "
+          f"{sample_len} tokens, best of {args.repeats} passes per batch size, sizes taken in turn")
+    print("| batch size | pass (s) | s per utterance | speed-up over batch "
+          f"{args.whisper_batch_sizes[0]} | peak GPU memory (GiB) |")
+    print("|---|---|---|---|---|")
+    rows = []
+    for size, times in passes.items():
+        best = min(times)
+        rows.append({"batch_size": size, "passes_s": times, "best_s": best, "s_per_utterance": best / len(audios),
+                     "speedup": base / best, "peak_gpu_gib": peak.get(size)})
+        print(f"| {size} | {best:.2f} | {best / len(audios):.4f} | {base / best:.2f}x | "
+              + (f"{peak[size]:.1f} |" if size in peak else "- |"))
+    save({"device": device, "utterances": len(audios), "audio_s": audio_s, "sample_len": sample_len,
+          "rows": rows}, args.out_json)
     return 0
 
 

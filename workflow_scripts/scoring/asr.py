@@ -40,7 +40,9 @@ from workflow_scripts.runtime.model_cache import WHISPER_MODEL, cache_dirs, file
 log = logging.getLogger(__name__)
 
 ASR_CHOICES = ("auto", "whisper", "pocketsphinx", "none")
-WHISPER_BATCH_SIZE = 16
+# 30 s windows decoded together; each holds its cross-attention keys and values (large-v3: 1500 frames
+# x 1280 x 2 x 32 layers in fp16, 0.25 GB). Speed per batch size: bench/RESULTS.md, "TTS scoring speed"
+WHISPER_BATCH_SIZE = 32
 # whisper.transcribe's defaults: the temperatures tried in turn and the thresholds that trigger the next
 WHISPER_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 COMPRESSION_RATIO_THRESHOLD = 2.4
