@@ -151,6 +151,31 @@ def test_validation_and_batched_enhancement_match_one_at_a_time():
         enhance_many(models[0], [np.zeros(10, np.float32)], "cpu")
 
 
+def test_validation_scores_shared_rows_once_with_the_same_numbers(monkeypatch):
+    """Models of the same weights and validation pairs are scored once, and one position at a
+    time gives the numbers of the whole chunk at once: both exactly."""
+    models = initial_models(3)
+    val_sets = [model_data(k)[2] for k in range(2)]
+    rows = [0, 1, 0, 1]  # rows 2 and 3 repeat rows 0 and 1: weights and validation pairs
+    stack = StackedConvTasNet.from_models([models[k] for k in rows])
+    validation = StackedValidation([val_sets[k] for k in rows])
+    assert validation.positions_per_pass == 1
+    scores = validation.mean_sdr_db(stack)
+    np.testing.assert_array_equal(scores[2:], scores[:2])
+    whole = StackedValidation([val_sets[k] for k in rows], positions_per_pass=2)
+    np.testing.assert_array_equal(whole.mean_sdr_db(stack), scores)
+    every_row = lambda flat, data: (list(range(len(flat))), list(range(len(flat))))  # noqa: E731
+    monkeypatch.setattr("workflow_scripts.training.stacked_data._distinct_rows", every_row)
+    np.testing.assert_array_equal(validation.mean_sdr_db(stack), scores)
+    monkeypatch.undo()
+
+    # another model on row 3's pairs: scored on its own, the others as before
+    stack.load_row(3, models[2].state_dict())
+    changed = validation.mean_sdr_db(stack)
+    np.testing.assert_array_equal(changed[:3], scores[:3])
+    assert changed[3] != scores[3]
+
+
 def test_device_crop_mixer_draws_like_crop_mixer():
     recipes = [
         Recipe(batch_size=16, crop_seconds=CROP_SECONDS, snr_low_db=-5.0, snr_high_db=5.0),

@@ -26,6 +26,7 @@ Two forward paths:
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -120,6 +121,13 @@ class StackedConvTasNet:
         ConvTasNet state dict of CPU tensors."""
         flat = self.flat if flat is None else flat
         return {name: self._view(flat, name)[k].detach().cpu().clone() for name in self.names}
+
+    def rows(self, rows: list[int]) -> StackedConvTasNet:
+        """A stack of the models in `rows` (in that order), with copies of their weights;
+        this one is left as it is."""
+        subset = copy.copy(self)
+        subset.keep(rows)
+        return subset
 
     def keep(self, rows: list[int]) -> None:
         """Keep only the models in `rows` (in that order)."""

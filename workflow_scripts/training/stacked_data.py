@@ -9,6 +9,8 @@ scores all models in a few batches.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -217,12 +219,29 @@ def _sdr_db_rows(cleans, estimates, lengths) -> torch.Tensor:
     return 10.0 * torch.log10(ratio + NP_EPS)
 
 
+def _distinct_rows(flat: torch.Tensor, data: tuple[torch.Tensor, ...]) -> tuple[list[int], list[int]]:
+    """The rows of `flat` that no earlier row equals in weights and in every tensor of `data`
+    (row-indexed), and for each row the position among them of the one it equals."""
+    rows, firsts = [], []
+    for k in range(flat.shape[0]):
+        same = next((i for i, row in enumerate(rows) if torch.equal(flat[k], flat[row])
+                     and all(torch.equal(t[k], t[row]) for t in data)), None)
+        if same is None:
+            same = len(rows)
+            rows.append(k)
+        firsts.append(same)
+    return rows, firsts
+
+
 class StackedValidation:
     """Each model's fixed validation pairs (training.data.validation_set), padded
     on the device; mean validation SDR of every model in a few batches."""
 
     def __init__(self, val_sets: list[list[tuple[np.ndarray, np.ndarray]]], device="cpu",
-                 max_batch_samples: int = 2**23):
+                 max_batch_samples: int = 2**23, positions_per_pass: int | None = None):
+        """`positions_per_pass`: the positions of a chunk that go through the models together
+        (default: one on the CPU, the whole chunk elsewhere). Each pass is at the chunk's
+        width, so that the scores do not depend on it; fewer take less memory."""
         if any(len(pairs) == 0 for pairs in val_sets):
             raise ValueError("every model needs at least one validation pair")
         # longest first in every row, so that a chunk of positions has similar lengths
@@ -230,6 +249,9 @@ class StackedValidation:
         self.mixtures, self.lengths = padded_signals([[m for m, _ in pairs] for pairs in ordered], device)
         self.cleans, _ = padded_signals([[c for _, c in pairs] for pairs in ordered], device)
         self.max_batch_samples = max_batch_samples
+        if positions_per_pass is None:
+            positions_per_pass = 1 if self.lengths.device.type == "cpu" else self.lengths.shape[1]
+        self.positions_per_pass = positions_per_pass
 
     def keep(self, rows: list[int]) -> None:
         index = torch.as_tensor(rows, device=self.lengths.device, dtype=torch.long)
@@ -239,14 +261,37 @@ class StackedValidation:
 
     @torch.no_grad()
     def mean_sdr_db(self, stack: StackedConvTasNet) -> np.ndarray:
-        """(K,) mean validation SDR in dB, as training.loop.mean_validation_sdr."""
+        """(K,) mean validation SDR in dB, as training.loop.mean_validation_sdr.
+
+        Models with the same weights and the same validation pairs (every model of a stack
+        of one generalist, before the first step, where members share their validation
+        utterances) are scored once, with the numbers of the whole stack."""
+        rows, firsts = _distinct_rows(stack.flat, (self.mixtures, self.cleans, self.lengths))
+        if len(rows) < stack.num_models:
+            scores = self._subset(rows)._scores(stack.rows(rows), stack.num_models)[firsts]
+        else:
+            scores = self._scores(stack, stack.num_models)
+        present = self.lengths > 0
+        return ((scores * present).sum(1) / present.sum(1)).cpu().numpy()
+
+    def _scores(self, stack: StackedConvTasNet, chunk_rows: int) -> torch.Tensor:
+        """(K, positions) SDR in dB of every validation pair, in chunks of positions as for
+        `chunk_rows` models."""
         longest = self.lengths.max(0).values.tolist()
         scores = torch.zeros(self.lengths.shape, dtype=torch.float64, device=self.lengths.device)
         kernel = stack.config["L"]
-        for begin, end in length_chunks(longest, stack.num_models, self.max_batch_samples):
+        for begin, end in length_chunks(longest, chunk_rows, self.max_batch_samples):
             width = longest[begin]
-            lengths = self.lengths[:, begin:end]
-            estimates = stack.forward(self.mixtures[:, begin:end, :width], lengths.clamp(min=kernel))
-            scores[:, begin:end] = _sdr_db_rows(self.cleans[:, begin:end, :width], estimates.float(), lengths)
-        present = self.lengths > 0
-        return ((scores * present).sum(1) / present.sum(1)).cpu().numpy()
+            for first in range(begin, end, self.positions_per_pass):
+                last = min(first + self.positions_per_pass, end)
+                lengths = self.lengths[:, first:last]
+                estimates = stack.forward(self.mixtures[:, first:last, :width], lengths.clamp(min=kernel))
+                cleans = self.cleans[:, first:last, :width]
+                scores[:, first:last] = _sdr_db_rows(cleans, estimates.float(), lengths)
+        return scores
+
+    def _subset(self, rows: list[int]) -> StackedValidation:
+        """The validation of the models in `rows` (a copy; this one is left as it is)."""
+        subset = copy.copy(self)
+        subset.keep(rows)
+        return subset
