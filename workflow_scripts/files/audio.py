@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # the files audio_files takes from a folder
@@ -43,6 +42,8 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Polyphase resampling; a no-op when the rates match."""
     if sr_in == sr_out:
         return audio.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly  # slow to import, and most jobs never resample
+
     g = gcd(int(sr_in), int(sr_out))
     out = resample_poly(audio, sr_out // g, sr_in // g, axis=0)
     return out.astype(np.float32)
