@@ -53,6 +53,7 @@ from workflow_scripts.model.convtasnet import load_checkpoint
 from workflow_scripts.model.enhance import enhance, enhance_many
 from workflow_scripts.runtime.gpu import release_gpu, resolve_device
 from workflow_scripts.runtime.logs import setup_logging
+from workflow_scripts.runtime.memory import keep_freed_memory
 from workflow_scripts.scoring.enhanced import (
     METRICS,
     merge_scores,
@@ -187,6 +188,8 @@ def main(argv=None) -> None:
         # multi-threaded torch stalling on cores shared with other jobs
         torch.set_num_threads(1)
         device = torch.device(resolve_device(args.device))
+        if device.type == "cpu":
+            keep_freed_memory()  # each mixture reuses the last one's memory (runtime.memory)
         plan = make_plan(args.mos, args.asr, table.text, args.max_utterances, str(device), args.model_dir,
                          args.whisper_model)
         batch_samples = args.batch_samples
