@@ -294,7 +294,8 @@ def _prelu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _global_layer_norm(x, gamma, beta, frame_mask=None):
-    """gLN per (example, model) over (channel, time); gamma, beta (K, C)."""
+    """gLN per (example, model) over (channel, time); gamma, beta (K, C). The masked form
+    (inference: validation, padded batches) works in place on its own temporaries."""
     batch, num_models, channels, frames = x.shape
     if frame_mask is None:
         out = F.group_norm(
@@ -303,8 +304,9 @@ def _global_layer_norm(x, gamma, beta, frame_mask=None):
         return out.view(x.shape)
     count = frame_mask.sum(-1, keepdim=True) * channels  # (batch, K, 1, 1)
     mean = (x * frame_mask).sum((2, 3), keepdim=True) / count
-    var = ((x - mean) * frame_mask).pow(2).sum((2, 3), keepdim=True) / count
-    return (x - mean) * torch.rsqrt(var + 1e-8) * gamma[None, :, :, None] + beta[None, :, :, None]
+    centered = x - mean
+    var = (centered * frame_mask).pow_(2).sum((2, 3), keepdim=True) / count
+    return centered.mul_(torch.rsqrt(var + 1e-8)).mul_(gamma[None, :, :, None]).add_(beta[None, :, :, None])
 
 
 def _depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dilation: int) -> torch.Tensor:
