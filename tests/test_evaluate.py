@@ -89,6 +89,13 @@ def max_relative_difference(outputs, references) -> float:
     return max(float(np.max(np.abs(o - r)) / np.max(np.abs(r))) for o, r in zip(outputs, references))
 
 
+def test_matmul_decoder_equals_the_transposed_conv(model_pt, test_dir):
+    model, _ = load_checkpoint(model_pt)
+    mixtures, _ = read_test_signals(read_test_folder(test_dir))
+    by_matmul = [enhance(model, m, torch.device("cpu"), matmul_decoder=True) for m in mixtures]
+    assert max_relative_difference(by_matmul, one_at_a_time(model_pt, mixtures)) <= AUDIO_TOL
+
+
 @pytest.mark.parametrize("batch_samples", [SMALL_BATCH, 2**23])
 def test_batched_enhancement_equals_one_at_a_time(model_pt, test_dir, batch_samples):
     table = read_test_folder(test_dir)

@@ -14,7 +14,8 @@ NaN counts, n_utterances, n_without_reference, the models behind the scores).
 
 On a GPU the mixtures are enhanced together, in zero-padded batches of at
 most `--batch-samples` samples (model.enhance.enhance_many, padding masked); on the
-CPU, where batching is slower, one at a time (model.enhance.enhance). The two agree within 1e-5 of the
+CPU, where batching is slower, one at a time (model.enhance.enhance, the decoder as a
+matrix product: the transposed conv's function up to float rounding). The two agree within 1e-5 of the
 enhanced audio's peak and 1e-3 in every metric (SDR in dB, eSTOI, PESQ):
 tests/test_evaluate.py checks this on the CPU in float32 and for the GPU's
 batches against the CPU; the differences found and the batch size's choice
@@ -91,7 +92,8 @@ def enhance_mixtures(model_path: str | Path, mixtures: list[np.ndarray], device:
     if batch_samples:
         enhanced = enhance_many(model, mixtures, device, max_batch_samples=batch_samples)
     else:
-        enhanced = [enhance(model, m, device) for m in tqdm(mixtures, desc="enhance", unit="utt", mininterval=5.0)]
+        enhanced = [enhance(model, m, device, matmul_decoder=True)
+                    for m in tqdm(mixtures, desc="enhance", unit="utt", mininterval=5.0)]
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()

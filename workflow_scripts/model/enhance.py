@@ -12,10 +12,11 @@ from workflow_scripts.model.stacked import StackedConvTasNet
 
 
 @torch.inference_mode()
-def enhance(model: ConvTasNet, mixture: np.ndarray, device: torch.device) -> np.ndarray:
-    """Enhance one full-length mixture."""
+def enhance(model: ConvTasNet, mixture: np.ndarray, device: torch.device,
+            matmul_decoder: bool = False) -> np.ndarray:
+    """Enhance one full-length mixture; `matmul_decoder`: ConvTasNet.forward's."""
     x = torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32)).to(device)[None]
-    return model(x)[0].float().cpu().numpy()
+    return (model(x, matmul_decoder=True) if matmul_decoder else model(x))[0].float().cpu().numpy()
 
 
 def padded_signals(signals_per_row: list[list[np.ndarray]], device, dtype=torch.float32):
