@@ -2,8 +2,10 @@
 
     python bench/workflow/stage_times.py [benchmarks/]
 
-Prints a Markdown table: jobs, total and mean wall seconds per rule, the CPU seconds its
-jobs used, and peak memory.
+Prints a Markdown table: jobs, total and mean wall seconds per rule, the CPU seconds and peak
+memory of its jobs as Snakemake sampled them. Snakemake samples a job every 0.5 s for its first
+15 s, then every 30 s, and not at its end: both are lower bounds, and a job of 15-45 s can lose
+up to 30 s of CPU.
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ def main(argv=None) -> None:
     parser.add_argument("bench_dir", nargs="?", type=Path, default=Path("benchmarks"),
                         help="the run's benchmark folder (default: benchmarks)")
     table = stage_times(parser.parse_args(argv).bench_dir)
-    print("| rule | jobs | total (s) | mean per job (s) | CPU (s) | peak RSS (MB) |")
+    print("| rule | jobs | total (s) | mean per job (s) | CPU sampled (s) | peak RSS sampled (MB) |")
     print("|---|---|---|---|---|---|")
     for _, row in table.iterrows():
         print(f"| {row.rule} | {row.jobs} | {row.total_s:.1f} | {row.mean_s:.1f} | {row.cpu_s:.1f} | "
               f"{row.max_rss_mb:.0f} |")
     print(f"| all | {table.jobs.sum()} | {table.total_s.sum():.1f} | | {table.cpu_s.sum():.1f} | |")
+    print("(sampled: by Snakemake, every 0.5 s for a job's first 15 s, then every 30 s, not at its end: lower bounds)")
 
 
 if __name__ == "__main__":

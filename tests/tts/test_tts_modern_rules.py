@@ -56,7 +56,7 @@ def test_the_modern_config_adds_both_systems_to_the_paper_grid(tmp_path, monkeyp
     counts = pd.Series([rule for rule, _ in planned_jobs(workdir)]).value_counts().to_dict()
     # 2 systems x 20 speakers (x 2 sizes); their fine-tunes and evaluations join each speaker's
     # stacks (no job added)
-    added = {"download_models": 2, "clone_voice": 40, "synthesize": 40, "score_tts": 40}
+    added = {"download_models": 2, "clone_voice": 40, "synthesize": 40, "score_tts": 40, "score_tts_cpu": 40}
     assert counts == {rule: count + added.get(rule, 0) for rule, count in GENDA2025_JOBS.items()}
     commands = snakemake(workdir, "-n", "--printshellcmds", "results/voices/f5tts/F0.pt",
                          "results/voices/chatterbox/F0.pt", "results/voices/xtts/F0.pt").stdout
