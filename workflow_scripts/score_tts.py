@@ -174,7 +174,9 @@ def score_tts(enrollment_wav: Path, speech_dir: Path, out_csv: Path, out_summary
     resemblyzer = SpeakerEncoder(device=device) if from_cpu_job is None else None
     xvector_encoder, xvector_reason = load_xvector_encoder(secs_xvector_model, model_dir, device)
     here = [name for name in mos if from_cpu_job is None or name not in CPU_MOS]
-    predictors, mos_reasons = load_predictors(here, utmos_model, model_dir, device)
+    # DNSMOS (onnxruntime) on the job's threads, as torch's ops: its default, one thread a core,
+    # competes with the jobs beside this one
+    predictors, mos_reasons = load_predictors(here, utmos_model, model_dir, device, onnx_threads=torch_threads())
     for name in MOS_CHOICES:
         if name not in mos:
             mos_reasons[name] = f"not run (not in --mos {' '.join(mos) or 'none'})"
@@ -242,6 +244,13 @@ def score_tts(enrollment_wav: Path, speech_dir: Path, out_csv: Path, out_summary
     atomic_write_text(out_summary, json.dumps(summary, indent=2) + "\n")
     log.info("summary: %s", json.dumps(summary))
     return summary
+
+
+def torch_threads() -> int:
+    """torch's intra-op threads in this process (the job's, from OMP_NUM_THREADS)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def give_back_device(device: str) -> None:
