@@ -15,8 +15,9 @@
 # Both build production-size random-weight models (inputs.py models, which says how they are made to
 # stop): A XTTS-v2, YourTTS, SpeechT5 + HiFi-GAN, the x-vector and Whisper large-v3; B all but XTTS,
 # whose speech B reads as stand-in clips of A's utterance length (inputs.py speech, durations.json of
-# A's run files) through the `folder` backend. score_tts scores the first 20 utterances of a folder
-# (table.py extends each job to its whole folder). B fine-tunes 1,200 steps per model (patience above
+# A's run files) through the `folder` backend. A's score_tts scores the first 20 utterances of a folder
+# (table.py extends each job to its whole folder); B's scores whole folders, its score_tts_cpu jobs (no
+# GPU) with CPU_JOB_THREADS threads each (default 4). B fine-tunes 1,200 steps per model (patience above
 # the step count: random speech cannot show real early stopping, so none stops early), stacked by
 # speaker, and evaluates by speaker. Snakemake is stopped once BUDGET_S seconds have passed.
 #
@@ -60,7 +61,7 @@ nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,nohead
 sampler=$!
 python3 $here/inputs.py generalist "$work/generalist_medium.pt" || exit 1
 smk=(python3 -m snakemake --snakefile Snakefile --configfile $here/config_$part.yaml --directory "$work"
-     --cores all --scheduler greedy)
+     --cores all --scheduler greedy --set-threads score_tts_cpu=${CPU_JOB_THREADS:-4})
 run_snakemake() {  # TARGETS...: one snakemake run, stopped once the budget is spent
   local left=$(( budget - ($(date +%s) - start) ))
   [ "$left" -gt 20 ] || { echo "no time left for: $*"; return 1; }

@@ -262,7 +262,7 @@ def speaker_walls(parts: list[dict], rules: dict[str, list[dict]]) -> list[str]:
                     skipped.append(f"- {speaker}: its stages did not all finish (no evaluation job); left out")
                 continue
             if jobs:
-                # score_tts scored 20 utterances a folder: the rest, at that rule's concurrency
+                # a score_tts job that scored part of its folder (part A): the rest, at that rule's concurrency
                 rest = sum(full_seconds(j) - j["s"] for j in jobs if j["rule"] == "score_tts") / score_concurrency
                 walls[speaker] = (group, union_seconds([(j["end"] - j["s"], j["end"]) for j in jobs]) + rest,
                                   len(jobs), rest)
