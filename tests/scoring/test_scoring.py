@@ -285,10 +285,14 @@ def test_cpu_only_mos_runs_after_the_gpu_is_given_back(world, tmp_path, monkeypa
     monkeypatch.setattr(score_tts, "SpeakerEncoder", Encoder)
     monkeypatch.setattr(score_tts, "similarity_to_enrollment", lambda encoder, enrollment, audios, desc: [0.5] * len(audios))
     monkeypatch.setattr(score_tts, "load_xvector_encoder", lambda *args: (None, "not run (test)"))
-    monkeypatch.setattr(score_tts, "load_predictors", lambda names, *args: (
-        {"dnsmos": Predictor("dnsmos", False), "distillmos": Predictor("distillmos", True)}, {}))
+    def load(names, *args, onnx_threads=0):
+        events.append(f"onnx threads {onnx_threads}")
+        return {"dnsmos": Predictor("dnsmos", False), "distillmos": Predictor("distillmos", True)}, {}
+
+    monkeypatch.setattr(score_tts, "load_predictors", load)
     monkeypatch.setattr(score_tts, "give_back_device", lambda device: events.append(f"release {device}"))
     summary = score_tts.score_tts(world["enrollment"], world["speech"], tmp_path / "t.csv", tmp_path / "t.json",
                                   asr="none", mos=("dnsmos", "distillmos"))
-    assert events == ["encoder on cuda", "distillmos", "release cuda", "dnsmos"]
+    # DNSMOS on the job's threads (torch's), not one onnxruntime thread a core
+    assert events == ["encoder on cuda", f"onnx threads {torch.get_num_threads()}", "distillmos", "release cuda", "dnsmos"]
     assert summary["dnsmos_ovrl_mean"] == 3.0 and summary["distillmos_mean"] == 3.0
