@@ -36,9 +36,11 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -e ".[test]"
+	# --no-compile: Python compiles a module when it is first imported, not all of torch and the
+	# CUDA packages' Python at install
+	$(PY) -m pip install -q --no-compile -e ".[test]"
 	# their own pins clash with the project's; their code runs on it (pyproject.toml, modern-tts)
-	$(PY) -m pip install -q --no-deps f5-tts==1.1.22 chatterbox-tts==0.1.7
+	$(PY) -m pip install -q --no-compile --no-deps f5-tts==1.1.22 chatterbox-tts==0.1.7
 	touch $@
 
 clean:
