@@ -36,11 +36,13 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
-	# --no-compile: Python compiles a module when it is first imported, not all of torch and the
-	# CUDA packages' Python at install
 	$(PY) -m pip install -q --no-compile -e ".[test]"
 	# their own pins clash with the project's; their code runs on it (pyproject.toml, modern-tts)
 	$(PY) -m pip install -q --no-compile --no-deps f5-tts==1.1.22 chatterbox-tts==0.1.7
+	# bytecode of everything installed and of the steps' package, on every core (pip compiles on one):
+	# where PYTHONDONTWRITEBYTECODE is set, a module without it is compiled again by every job that
+	# imports it. A file that does not compile (other Pythons' test files) stays source, as pip leaves it.
+	$(PY) -m compileall -qq -j 0 $(VENV)/lib workflow_scripts || true
 	touch $@
 
 clean:
