@@ -60,11 +60,14 @@ nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,nohead
   > "$out/nvidia_smi_$part.csv" 2>&1 &
 sampler=$!
 python3 $here/inputs.py generalist "$work/generalist_medium.pt" || exit 1
-# --set-threads here replaces the profile's whole set-threads, so evaluation's 4 threads a job on a GPU
-# machine (profiles/default) are restated beside score_tts_cpu's
+# --set-threads here replaces the profile's whole set-threads: pass the profile's own (read as snakemake
+# reads it, with yte) beside score_tts_cpu's
+profile_threads=$(python3 -c '
+import yte
+with open("profiles/default/config.yaml") as f:
+    print(" ".join(f"{rule}={n}" for rule, n in yte.process_yaml(f)["set-threads"].items()))') || exit 1
 smk=(python3 -m snakemake --snakefile Snakefile --configfile $here/config_$part.yaml --directory "$work"
-     --cores all --scheduler greedy --set-threads score_tts_cpu=${CPU_JOB_THREADS:-4} evaluate_stacked=4
-     evaluate_stacked_no_gt=4 evaluate_generalist=4 evaluate_finetuned=4)
+     --cores all --scheduler greedy --set-threads score_tts_cpu=${CPU_JOB_THREADS:-4} $profile_threads)
 run_snakemake() {  # TARGETS...: one snakemake run, stopped once the budget is spent
   local left=$(( budget - ($(date +%s) - start) ))
   [ "$left" -gt 20 ] || { echo "no time left for: $*"; return 1; }
