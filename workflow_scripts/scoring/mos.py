@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from workflow_scripts.files.audio import SAMPLE_RATE
 from workflow_scripts.runtime.model_cache import UTMOS_MODEL, cache_dirs, is_local
+from workflow_scripts.scoring.dnsmos import WindowedDNSMOS
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ class UTMOSPredictor:
 
 
 class DNSMOSPredictor:
-    """DNSMOS P.835 and P.808 (ONNX, CPU) as speechmos runs them on 16 kHz arrays."""
+    """DNSMOS P.835 and P.808 (ONNX, CPU) as speechmos scores 16 kHz arrays, each clip's shared
+    convolutions computed once (scoring/dnsmos.py)."""
 
     name = "dnsmos"
     columns = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
@@ -128,26 +130,26 @@ class DNSMOSPredictor:
     def __init__(self, device: str = "cpu", threads: int = 0) -> None:
         """`threads`: onnxruntime's threads per model (0: its default, one per core)."""
         dnsmos = _import("speechmos.dnsmos", "speechmos (with onnxruntime and librosa)")
+        _import("onnx", "onnx (to cut the P.835 model at its first pooling)")
         models = Path(dnsmos.__file__).parent
         primary, p808 = models / "dnsmos_models" / "sig_bak_ovr.onnx", models / "dnsmos_models" / "model_v8.onnx"
         for path in (primary, p808):
             if not path.is_file():
                 raise MOSUnavailable(f"DNSMOS model {path} missing from the speechmos package")
-        self.model = dnsmos.DNSMOS(str(primary), str(p808))
+        options = None
         if threads:
             import onnxruntime
 
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            self.model.onnx_sess = onnxruntime.InferenceSession(str(primary), options)
-            self.model.p808_onnx_sess = onnxruntime.InferenceSession(str(p808), options)
+        self.model = WindowedDNSMOS(str(primary), str(p808), options)
         self.model_name = f"dnsmos p835 sig_bak_ovr + p808 (speechmos {_version('speechmos')})"
 
     def predict(self, audios: list[np.ndarray], progress: bool = True) -> dict[str, list[float]]:
         out = {column: [] for column in self.columns}
         for audio in tqdm(audios, desc=f"MOS {self.name}", unit="utt", disable=not progress):
             # speechmos refuses samples outside [-1, 1]
-            scores = self.model(np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0), SAMPLE_RATE, False)
+            scores = self.model(np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0))
             for column, key in zip(self.columns, ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")):
                 out[column].append(float(scores[key]))
         return out
