@@ -62,3 +62,24 @@ def test_the_predictor_gives_speechmos_scores(models):
         for column, key in zip(predictor.columns, ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")):
             assert scores[column][i] == pytest.approx(float(expected[key]), abs=SCORE_TOL), (i, column)
         assert 1.0 < scores["dnsmos_ovrl"][i] < 5.0
+
+
+def test_the_model_halves_are_cut_once_and_read_by_later_processes(tmp_path):
+    """The first process cuts the model (importing onnx) and keeps the halves; a later one reads
+    them without importing onnx, and scores the same."""
+    import json
+    import subprocess
+    import sys
+
+    script = ("import json, sys, numpy as np\n"
+              "from workflow_scripts.scoring.mos import DNSMOSPredictor\n"
+              "clip = (0.1 * np.sin(np.arange(48000) * 0.05)).astype(np.float32)\n"
+              "scores = DNSMOSPredictor('cpu', threads=1).predict([clip], progress=False)\n"
+              "print(json.dumps({'onnx': 'onnx' in sys.modules, 'scores': scores}))\n")
+    env = {**__import__("os").environ, dnsmos.CACHE_ENV: str(tmp_path / "cache")}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True,
+                                      text=True).stdout.splitlines()[-1]) for _ in range(2)]
+    assert [run["onnx"] for run in runs] == [True, False]
+    assert runs[0]["scores"] == runs[1]["scores"]
+    # whole files only, nothing left aside
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()) == ["back.onnx", "front.onnx"]

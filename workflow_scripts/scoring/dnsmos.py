@@ -21,7 +21,15 @@ spectrogram are speechmos's own.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 9.01  # speechmos.dnsmos.INPUT_LENGTH
@@ -32,6 +40,12 @@ OUTPUT = "Identity:0"  # [N, 3]: raw signal, background, overall
 # Rows of a window's pooled features that its zero padding reaches: 4 layers of 3x3 reach
 # 4 frames (2 pooled rows) in; 8 pooled rows are recomputed each side, from 24 frames.
 EDGE_ROWS, EDGE_FRAMES = 8, 24
+# The two halves are kept in a folder (named by this variable, else the temp folder's
+# genda-pse-dnsmos/), under a name made of the model file's hash and SPLIT_VERSION: later
+# processes read them and need not import onnx (most of a second). Raise SPLIT_VERSION when
+# `_split` changes.
+CACHE_ENV = "GENDA_DNSMOS_CACHE"
+SPLIT_VERSION = 1
 
 
 def _split(model_path: str) -> tuple[bytes, bytes]:
@@ -50,6 +64,25 @@ def _split(model_path: str) -> tuple[bytes, bytes]:
                 dims[1 if tensor.name == FRAMES_INPUT else 2].dim_param = "frames"
         parts.append(part.SerializeToString())
     return parts[0], parts[1]
+
+
+def split_models(model_path: str) -> tuple[bytes, bytes]:
+    """`_split(model_path)`, read from the cache folder where an earlier process left it."""
+    key = hashlib.sha256(Path(model_path).read_bytes() + f"split {SPLIT_VERSION}".encode()).hexdigest()[:16]
+    folder = Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "genda-pse-dnsmos") / key
+    paths = (folder / "front.onnx", folder / "back.onnx")
+    if all(path.is_file() for path in paths):
+        return paths[0].read_bytes(), paths[1].read_bytes()
+    parts = _split(model_path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, part in zip(paths, parts):  # whole files only: written aside, then renamed
+            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+            partial.write_bytes(part)
+            os.replace(partial, path)
+    except OSError as exc:
+        log.warning("DNSMOS halves not kept in %s (%s): the next process cuts the model again", folder, exc)
+    return parts
 
 
 def frames(audio: np.ndarray) -> np.ndarray:
@@ -73,7 +106,7 @@ class WindowedDNSMOS:
         self.reference = DNSMOS.__new__(DNSMOS)
         self.reference.primary_model_path = primary_path
         self.reference.p808_onnx_sess = onnxruntime.InferenceSession(p808_path, options)
-        front, back = _split(primary_path)
+        front, back = split_models(primary_path)
         self.front = onnxruntime.InferenceSession(front, options)
         self.back = onnxruntime.InferenceSession(back, options)
 

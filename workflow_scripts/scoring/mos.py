@@ -130,7 +130,6 @@ class DNSMOSPredictor:
     def __init__(self, device: str = "cpu", threads: int = 0) -> None:
         """`threads`: onnxruntime's threads per model (0: its default, one per core)."""
         dnsmos = _import("speechmos.dnsmos", "speechmos (with onnxruntime and librosa)")
-        _import("onnx", "onnx (to cut the P.835 model at its first pooling)")
         models = Path(dnsmos.__file__).parent
         primary, p808 = models / "dnsmos_models" / "sig_bak_ovr.onnx", models / "dnsmos_models" / "model_v8.onnx"
         for path in (primary, p808):
@@ -142,7 +141,10 @@ class DNSMOSPredictor:
 
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        self.model = WindowedDNSMOS(str(primary), str(p808), options)
+        try:
+            self.model = WindowedDNSMOS(str(primary), str(p808), options)
+        except ImportError as exc:  # onnx, which cuts the P.835 model in two (scoring/dnsmos.py)
+            raise MOSUnavailable(f"onnx is not installed ({exc})") from exc
         self.model_name = f"dnsmos p835 sig_bak_ovr + p808 (speechmos {_version('speechmos')})"
 
     def predict(self, audios: list[np.ndarray], progress: bool = True) -> dict[str, list[float]]:
