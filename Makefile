@@ -8,6 +8,11 @@ APT_PACKAGES := flite
 
 .PHONY: demo test setup system-deps clean dryrun
 
+# Bytecode: pip compiles nothing (--no-compile); the first process that imports a module writes its
+# bytecode, so only what the jobs and tests import is compiled, once. Where the machine sets
+# PYTHONDONTWRITEBYTECODE, every process would compile all it imports again: it is cleared here.
+unexport PYTHONDONTWRITEBYTECODE
+
 # ends with the run's wall time and, where jobs have run, their times per rule from benchmarks/
 # (a rule that ran no job this time shows its latest run's)
 demo: setup
@@ -39,10 +44,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-compile -e ".[test]"
 	# their own pins clash with the project's; their code runs on it (pyproject.toml, modern-tts)
 	$(PY) -m pip install -q --no-compile --no-deps f5-tts==1.1.22 chatterbox-tts==0.1.7
-	# bytecode of everything installed and of the steps' package, on every core (pip compiles on one):
-	# where PYTHONDONTWRITEBYTECODE is set, a module without it is compiled again by every job that
-	# imports it. A file that does not compile (other Pythons' test files) stays source, as pip leaves it.
-	$(PY) -m compileall -qq -j 0 $(VENV)/lib workflow_scripts || true
 	touch $@
 
 clean:
