@@ -57,13 +57,21 @@ def history(out_dir: Path) -> pd.DataFrame:
     return pd.read_csv(out_dir / "training_log.csv")
 
 
+def cpu_vendor() -> str:
+    """The CPU's vendor as /proc/cpuinfo names it ("GenuineIntel", "AuthenticAMD"), or "" elsewhere."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("vendor_id")), "")
+
+
 def recorded_history() -> tuple[pd.DataFrame, bool]:
-    """(the recorded curve, whether this machine computes as the recording one did: same torch and
-    CPU kernels, so that bit-identity can be asked for)."""
+    """(the recorded curve, whether this machine computes as the recording one did: same torch,
+    CPU kernels and CPU vendor, so that bit-identity can be asked for). An AMD CPU with AVX-512
+    runs the same torch's kernels with other rounding in a step or two."""
     recorded = json.loads(RECORDED.read_text())
     same = recorded["recorded_with"]["torch"] == torch.__version__ and (
         recorded["recorded_with"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    )
+    ) and recorded["recorded_with"]["cpu_vendor"] == cpu_vendor()
     return pd.DataFrame(recorded["history"]).astype({"train_loss": float}), same
 
 
