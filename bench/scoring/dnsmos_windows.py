@@ -27,7 +27,7 @@ from speechmos.dnsmos import DNSMOS
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from workflow_scripts.scoring.dnsmos import SAMPLE_RATE, WindowedDNSMOS  # noqa: E402
+from workflow_scripts.scoring.dnsmos import SAMPLE_RATE, WindowedDNSMOS, windows  # noqa: E402
 
 KEYS = ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos")
 TOLERANCE = 1e-5
@@ -75,11 +75,11 @@ def main() -> None:
             start = time.perf_counter()
             scores[name] = [score(clip) for clip in clips]
             seconds[name].append((time.perf_counter() - start) / len(clips))
-    windows = sum(_windows(len(clip)) for clip in clips)
+    window_count = sum(len(windows(clip)[1]) for clip in clips)
     audio_s = sum(len(clip) for clip in clips) / SAMPLE_RATE
     base, cand = (statistics.median(seconds[name]) for name in runs)
     diff = max(abs(float(a[k]) - float(b[k])) for a, b in zip(*scores.values()) for k in KEYS)
-    print(f"{len(clips)} clips ({audio_s:.0f} s of audio, {windows} windows of 9.01 s), onnxruntime threads "
+    print(f"{len(clips)} clips ({audio_s:.0f} s of audio, {window_count} windows of 9.01 s), onnxruntime threads "
           f"{args.threads}, median of {args.repeats}")
     print("| DNSMOS | s per clip | x |\n|---|---|---|")
     print(f"| speechmos, window by window (baseline) | {base:.3f} | 1.00 |")
@@ -89,16 +89,6 @@ def main() -> None:
     print(f"verdict: {'same scores' if same else 'SCORES DIFFER'} (tolerance {TOLERANCE:g}), "
           f"candidate {base / cand:.2f}x the baseline")
     sys.exit(0 if same else 1)
-
-
-def _windows(samples: int) -> int:
-    """speechmos's windows for a clip of `samples`: tiled by doubling to at least 9.01 s, 1 s apart,
-    less those its float slicing cuts a sample short (scoring/dnsmos.py)."""
-    length = int(9.01 * SAMPLE_RATE)
-    while samples < length:
-        samples *= 2
-    count = int(np.floor(samples / SAMPLE_RATE) - 9.01) + 1
-    return sum(min(int((k + 9.01) * SAMPLE_RATE), samples) - k * SAMPLE_RATE >= length for k in range(count))
 
 
 if __name__ == "__main__":

@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from workflow_scripts.files.audio import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 WINDOW_SECONDS = 9.01  # speechmos.dnsmos.INPUT_LENGTH
 FRAME, HOP = 320, 160  # the model's STFT frames: 100 to the 1 s window hop, 50 pooled rows
 FRAMES_INPUT = "mos_estimator_logpow/concat:0"  # [N, frames, 320]: the frames the graph cut
@@ -92,6 +93,18 @@ def frames(audio: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(audio[index][None], dtype=np.float32)
 
 
+def windows(audio: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """(the clip tiled as speechmos tiles it, the first sample of each window speechmos scores)."""
+    length = int(WINDOW_SECONDS * SAMPLE_RATE)
+    while len(audio) < length:
+        audio = np.append(audio, audio)
+    count = int(np.floor(len(audio) / SAMPLE_RATE) - WINDOW_SECONDS) + 1
+    # speechmos's slices: where (k + 9.01) * 16000 rounds down a sample short (k = 7-23, 119-...),
+    # the window is short and speechmos skips it
+    bounds = [(int(k * SAMPLE_RATE), int((k + WINDOW_SECONDS) * SAMPLE_RATE)) for k in range(count)]
+    return audio, [start for start, end in bounds if len(audio[start:end]) >= length]
+
+
 class WindowedDNSMOS:
     """speechmos's `DNSMOS` (its P.808 session, mel spectrogram and polynomial fits) with the
     P.835 model's front run once a clip; `__call__` returns speechmos's dict of the four means."""
@@ -115,18 +128,12 @@ class WindowedDNSMOS:
 
     def raw_windows(self, audio: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """The P.835 model's raw (sig, bak, ovr) per window [windows, 3], and the windows."""
+        audio, starts = windows(audio)
         length = int(WINDOW_SECONDS * SAMPLE_RATE)
-        while len(audio) < length:
-            audio = np.append(audio, audio)
-        count = int(np.floor(len(audio) / SAMPLE_RATE) - WINDOW_SECONDS) + 1
-        # speechmos's slices: where (k + 9.01) * 16000 rounds down a sample short (k = 7-23, 119-...),
-        # the window is short and speechmos skips it
-        bounds = [(int(k * SAMPLE_RATE), int((k + WINDOW_SECONDS) * SAMPLE_RATE)) for k in range(count)]
-        starts = [start for start, end in bounds if len(audio[start:end]) >= length]
-        windows = [audio[start: start + length] for start in starts]
+        cut = [audio[start: start + length] for start in starts]
         whole = self._front(frames(audio[: starts[-1] + length]))
         raw = []
-        for i, (start, window) in enumerate(zip(starts, windows)):
+        for i, (start, window) in enumerate(zip(starts, cut)):
             window_frames = frames(window)
             rows, first = window_frames.shape[1] // 2, start // HOP // 2
             pooled = whole[:, :, first: first + rows].copy()
@@ -135,7 +142,7 @@ class WindowedDNSMOS:
             if i < len(starts) - 1:
                 pooled[:, :, rows - EDGE_ROWS:] = self._front(window_frames[:, -EDGE_FRAMES:])[:, :, -EDGE_ROWS:]
             raw.append(self.back.run(None, {POOLED: pooled})[0][0])
-        return np.array(raw), windows
+        return np.array(raw), cut
 
     def __call__(self, audio: np.ndarray) -> dict[str, float]:
         """speechmos's `DNSMOS(audio, 16000, False)` for a 16 kHz array in [-1, 1]."""
