@@ -48,9 +48,10 @@ if config["finetune_stacking"]["by"] == "none":
             " --out-dir {params.out_dir} 2> {log}"
 
 else:
-    # a stack fills a GPU by itself and claims all of its slots (GENDA_JOBS_PER_GPU), so it
-    # counts as that many units of the gpu resource (profiles/default)
-    from workflow_scripts.runtime.gpu import jobs_per_gpu_from_env
+    # a stack fills much of a GPU by itself and claims GENDA_STACK_SLOTS of its GENDA_JOBS_PER_GPU
+    # slots (all of them by default), so it counts as that many units of the gpu resource
+    # (profiles/default); the slots it leaves run other GPU jobs beside it
+    from workflow_scripts.runtime.gpu import stack_slots_from_env
 
     for stack_rule, (stack_speakers, stack_conditions) in finetune_stacks().items():
 
@@ -74,7 +75,7 @@ else:
                 "../envs/pse-torch.yaml"
             threads: 1
             resources:
-                gpu=jobs_per_gpu_from_env(),
+                gpu=stack_slots_from_env(),
             params:
                 members=stacked_member_args,
                 recipe=cli_args(config["finetune"]),

@@ -38,7 +38,7 @@ import torch
 from workflow_scripts.files.audio import atomic_dir
 from workflow_scripts.files.folders import DataError, read_noise_table, read_speech_folder
 from workflow_scripts.model.convtasnet import load_checkpoint
-from workflow_scripts.runtime.gpu import resolve_device
+from workflow_scripts.runtime.gpu import resolve_device, stack_slots_from_env
 from workflow_scripts.runtime.logs import setup_logging
 from workflow_scripts.runtime.memory import keep_freed_memory
 from workflow_scripts.training.data import CropMixer, load_noises, nested_subsets, shared_utterances, validation_set
@@ -185,9 +185,9 @@ def main(argv=None) -> None:
     generalist, _ = load_checkpoint(args.init)
 
     torch.set_num_threads(args.threads)
-    # a stack fills a GPU by itself: sharing it with other jobs only slows it down
-    # (bench/RESULTS.md, "Stacked fine-tuning through the rules")
-    device = torch.device(resolve_device(args.device, whole_gpu=True))
+    # a stack fills much of a GPU by itself: it claims GENDA_STACK_SLOTS of the GPU's slots, all of
+    # them unless the run leaves some to other jobs (bench/RESULTS.md, "GPU sharing")
+    device = torch.device(resolve_device(args.device, slots=stack_slots_from_env()))
     if device.type == "cpu":
         keep_freed_memory()  # each step reuses the last one's memory (runtime.memory)
     seed_everything(recipe.seed)

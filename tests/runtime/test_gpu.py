@@ -21,7 +21,7 @@ HOLDER = """
 import json, logging, os, sys
 logging.basicConfig(level=logging.INFO)
 from workflow_scripts.runtime.gpu import claim_gpu
-claim = claim_gpu(num_gpus=int(sys.argv[1]), timeout_s=float(sys.argv[2]), whole=sys.argv[3] == "whole")
+claim = claim_gpu(num_gpus=int(sys.argv[1]), timeout_s=float(sys.argv[2]), slots=int(sys.argv[3]))
 print(json.dumps(None if claim is None else
       {"gpu": claim.gpu, "slot": claim.slot, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}),
       flush=True)
@@ -46,9 +46,9 @@ def env(tmp_path, monkeypatch):
 
 
 class Job:
-    def __init__(self, environment: dict, num_gpus: int, timeout_s: float = 30.0, whole: bool = False):
+    def __init__(self, environment: dict, num_gpus: int, timeout_s: float = 30.0, slots: int = 1):
         self.process = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(num_gpus), str(timeout_s), "whole" if whole else "slot"],
+            [sys.executable, "-c", HOLDER, str(num_gpus), str(timeout_s), str(slots)],
             env=environment,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -103,23 +103,62 @@ def test_several_jobs_per_gpu_spread_over_the_gpus_first(env):
 def test_a_whole_gpu_claim_takes_every_slot_of_one_gpu(env):
     env["GENDA_JOBS_PER_GPU"] = "2"
     single = Job(env, num_gpus=2)
-    stack = Job(env, num_gpus=2, whole=True)
+    stack = Job(env, num_gpus=2, slots=2)
     try:
         assert (single.claim["gpu"], single.claim["slot"]) == ("0", 0)
         assert stack.claim == {"gpu": "1", "slot": 0, "cuda_visible_devices": "1"}  # GPU 0 is partly taken
         assert "job on GPU 1 (all 2 slots)" in stack.process.stderr.readline()
         second = Job(env, num_gpus=2)
         assert (second.claim["gpu"], second.claim["slot"]) == ("0", 1)  # GPU 1 has no free slot
-        waiting = Job(env, num_gpus=2, timeout_s=1.5, whole=True)
-        assert waiting.claim == "failed" and "some slots of every GPU" in waiting.stderr
+        waiting = Job(env, num_gpus=2, timeout_s=1.5, slots=2)
+        assert waiting.claim == "failed" and "waiting for a GPU with 2 free slots" in waiting.stderr
         stack.kill()
-        again = Job(env, num_gpus=2, whole=True)
+        again = Job(env, num_gpus=2, slots=2)
         assert again.claim["gpu"] == "1"
         again.end()
         second.end()
     finally:
         single.end()
         stack.end()
+
+
+def test_a_stack_leaves_the_slots_beside_it_to_single_jobs_and_never_shares_with_a_stack(env):
+    env["GENDA_JOBS_PER_GPU"] = "4"
+    single = Job(env, num_gpus=1)
+    stack = Job(env, num_gpus=1, slots=3)
+    try:
+        assert (single.claim["slot"], stack.claim["slot"]) == (0, 1)
+        assert "job on GPU 0 (slots 1, 2, 3 of 4)" in stack.process.stderr.readline()
+        waiting = Job(env, num_gpus=1, timeout_s=1.5)  # the stack and the single job hold all four
+        assert waiting.claim == "failed" and "all 4 GPU slots" in waiting.stderr
+        single.kill()
+        beside = Job(env, num_gpus=1)  # the slot the stack leaves
+        assert beside.claim["slot"] == 0
+        second_stack = Job(env, num_gpus=1, timeout_s=1.5, slots=3)
+        assert second_stack.claim == "failed" and "waiting for a GPU with 3 free slots" in second_stack.stderr
+        beside.end()
+    finally:
+        single.end()
+        stack.end()
+
+
+@pytest.mark.parametrize("value", ["2", "5", "0", "three"])
+def test_stack_slots_must_be_more_than_half_of_the_slots(monkeypatch, value):
+    monkeypatch.setenv("GENDA_JOBS_PER_GPU", "4")
+    monkeypatch.setenv("GENDA_STACK_SLOTS", value)
+    with pytest.raises(ValueError, match=r"GENDA_STACK_SLOTS=.*above half of GENDA_JOBS_PER_GPU=4.*\(3-4\)"):
+        gpu.stack_slots_from_env()
+
+
+def test_stack_slots_default_to_the_whole_gpu(monkeypatch):
+    monkeypatch.delenv("GENDA_STACK_SLOTS", raising=False)
+    monkeypatch.setenv("GENDA_JOBS_PER_GPU", "4")
+    assert gpu.stack_slots_from_env() == 4
+    monkeypatch.setenv("GENDA_STACK_SLOTS", "3")
+    assert gpu.stack_slots_from_env() == 3
+    monkeypatch.setenv("GENDA_JOBS_PER_GPU", "1")
+    monkeypatch.delenv("GENDA_STACK_SLOTS")
+    assert gpu.stack_slots_from_env() == 1
 
 
 def test_picks_among_the_gpus_cuda_visible_devices_names(env):

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LOCK_DIR_ENV = "GENDA_GPU_LOCK_DIR"
 JOBS_PER_GPU_ENV = "GENDA_JOBS_PER_GPU"
+STACK_SLOTS_ENV = "GENDA_STACK_SLOTS"
 DEFAULT_LOCK_DIR = "/tmp/genda-pse-gpus"
 POLL_S = 1.0  # how often a waiting job tries the slots again
 WAIT_LOG_EVERY_S = 300.0
@@ -47,7 +48,7 @@ WAIT_LOG_EVERY_S = 300.0
 class GpuClaim:
     gpu: str  # the device as CUDA_VISIBLE_DEVICES names it (index or UUID)
     slot: int  # which of the GPU's `jobs_per_gpu` slots; -1 when a scheduler chose the GPU
-    lock_files: tuple = ()  # the open, locked slot files (all of the GPU's for a whole-GPU claim)
+    lock_files: tuple = ()  # the open, locked slot files (several for a claim of several slots)
 
 
 _claim: GpuClaim | None = None  # this process's claim, held until it ends
@@ -62,6 +63,25 @@ def jobs_per_gpu_from_env() -> int:
     if jobs < 1:
         raise ValueError(f"{JOBS_PER_GPU_ENV}={value!r}: must be a whole number >= 1")
     return jobs
+
+
+def stack_slots_from_env(jobs_per_gpu: int | None = None) -> int:
+    """How many of a GPU's slots a stacked fine-tune claims: GENDA_STACK_SLOTS, by default all
+    GENDA_JOBS_PER_GPU of them (the GPU is the stack's alone). Fewer leave the rest to other GPU
+    jobs beside the stack (scoring, evaluation); more than half, so that two stacks never share
+    a GPU."""
+    jobs_per_gpu = jobs_per_gpu_from_env() if jobs_per_gpu is None else jobs_per_gpu
+    value = os.environ.get(STACK_SLOTS_ENV, str(jobs_per_gpu))
+    try:
+        slots = int(value)
+    except ValueError:
+        slots = 0
+    if not jobs_per_gpu // 2 < slots <= jobs_per_gpu:
+        raise ValueError(
+            f"{STACK_SLOTS_ENV}={value!r}: must be a whole number above half of {JOBS_PER_GPU_ENV}={jobs_per_gpu}"
+            f" and at most it ({jobs_per_gpu // 2 + 1}-{jobs_per_gpu}), so that two stacks never share a GPU"
+        )
+    return slots
 
 
 def count_gpus() -> int:
@@ -149,15 +169,15 @@ def claim_gpu(
     jobs_per_gpu: int | None = None,
     lock_dir: str | os.PathLike | None = None,
     timeout_s: float | None = None,
-    whole: bool = False,
+    slots: int = 1,
 ) -> GpuClaim | None:
-    """Claim a GPU slot for this process and point CUDA_VISIBLE_DEVICES at its GPU.
+    """Claim `slots` slots of one GPU for this process and point CUDA_VISIBLE_DEVICES at it.
 
-    Returns None when there is no GPU. Waits while every slot is taken (at most
-    `timeout_s`, then TimeoutError). A second call returns the first claim.
-    `num_gpus`, `jobs_per_gpu` and `lock_dir` default to the machine's GPU
-    count and the environment. With `whole`, every slot of one GPU is claimed
-    (for a job that fills the GPU by itself and only loses by sharing it).
+    Returns None when there is no GPU. Waits while no GPU has that many free slots (at
+    most `timeout_s`, then TimeoutError). A second call returns the first claim.
+    `num_gpus`, `jobs_per_gpu` and `lock_dir` default to the machine's GPU count and the
+    environment. A job that fills much of a GPU by itself claims several slots, all of
+    them (`slots` = `jobs_per_gpu`) when it only loses by sharing the GPU.
     """
     global _claim
     if _claim is not None:
@@ -175,26 +195,25 @@ def claim_gpu(
         log.info("job on GPU %s (given by SLURM job %s)", gpus[0], os.environ["SLURM_JOB_ID"])
         return _claim
     jobs_per_gpu = jobs_per_gpu_from_env() if jobs_per_gpu is None else jobs_per_gpu
+    if not 1 <= slots <= jobs_per_gpu:
+        raise ValueError(f"cannot claim {slots} slots of a GPU that has {jobs_per_gpu} ({JOBS_PER_GPU_ENV})")
     lock_dir = lock_dir_from_env() if lock_dir is None else Path(lock_dir)
     _open_lock_dir(lock_dir)
     start = time.monotonic()
     last_log = None
     while True:
-        _claim = _try_whole_gpu(lock_dir, gpus, jobs_per_gpu) if whole else _try_one_slot(lock_dir, gpus, jobs_per_gpu)
+        _claim = _try_one_slot(lock_dir, gpus, jobs_per_gpu) if slots == 1 else \
+            _try_slots(lock_dir, gpus, jobs_per_gpu, slots)
         if _claim is not None:
             return _claim
         waited_s = time.monotonic() - start
+        wanted = "a free slot" if slots == 1 else f"a GPU with {slots} free slots"
         if timeout_s is not None and waited_s >= timeout_s:
-            taken = "some slots of every GPU" if whole else f"all {len(gpus) * jobs_per_gpu} GPU slots"
-            raise TimeoutError(f"{taken} in {lock_dir} stayed taken for {waited_s:.0f} s")
+            taken = f"all {len(gpus) * jobs_per_gpu} GPU slots" if slots == 1 else "too many slots of every GPU"
+            raise TimeoutError(f"{taken} in {lock_dir} stayed taken for {waited_s:.0f} s (waiting for {wanted})")
         if last_log is None or time.monotonic() - last_log >= WAIT_LOG_EVERY_S:
-            log.info(
-                "GPU slots taken (%d GPUs x %d jobs); waiting for "
-                + ("a GPU with every slot free" if whole else "a free slot") + " (%s)",
-                len(gpus),
-                jobs_per_gpu,
-                lock_dir,
-            )
+            log.info("GPU slots taken (%d GPUs x %d jobs); waiting for %s (%s)", len(gpus), jobs_per_gpu, wanted,
+                     lock_dir)
             last_log = time.monotonic()
         time.sleep(POLL_S)
 
@@ -213,20 +232,25 @@ def _try_one_slot(lock_dir: Path, gpus: list[str], jobs_per_gpu: int) -> GpuClai
     return None
 
 
-def _try_whole_gpu(lock_dir: Path, gpus: list[str], jobs_per_gpu: int) -> GpuClaim | None:
-    """Every slot of the first GPU whose slots are all free, or None."""
+def _try_slots(lock_dir: Path, gpus: list[str], jobs_per_gpu: int, count: int) -> GpuClaim | None:
+    """`count` free slots of the first GPU that has them, or None."""
     for gpu in gpus:
-        locks = []
+        locks, taken = [], []
         for slot in range(jobs_per_gpu):
             lock_file = _try_slot(lock_dir, gpu, slot)
-            if lock_file is None:
-                break
-            locks.append(lock_file)
-        if len(locks) == jobs_per_gpu:
+            if lock_file is not None:
+                locks.append(lock_file)
+                taken.append(slot)
+                if len(locks) == count:
+                    break
+        if len(locks) == count:
             _warn_if_cuda_started()
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-            log.info("job on GPU %s (all %d slots)", gpu, jobs_per_gpu)
-            return GpuClaim(gpu=gpu, slot=0, lock_files=tuple(locks))
+            if count == jobs_per_gpu:
+                log.info("job on GPU %s (all %d slots)", gpu, jobs_per_gpu)
+            else:
+                log.info("job on GPU %s (slots %s of %d)", gpu, ", ".join(map(str, taken)), jobs_per_gpu)
+            return GpuClaim(gpu=gpu, slot=taken[0], lock_files=tuple(locks))
         for lock_file in locks:
             lock_file.close()
     return None
@@ -241,16 +265,16 @@ def release_gpu() -> None:
     _claim = None
 
 
-def resolve_device(device: str = "auto", whole_gpu: bool = False) -> str:
-    """The torch device name for `--device`: "auto" and "cuda" claim a GPU slot
-    (with `whole_gpu`, all slots of one GPU) first.
+def resolve_device(device: str = "auto", slots: int = 1) -> str:
+    """The torch device name for `--device`: "auto" and "cuda" claim `slots` slots of one GPU
+    first.
 
     "auto" gives "cuda" when a GPU was claimed and CUDA works, else "cpu";
     "cpu" and "cuda:N" are used as given, without a claim.
     """
     if device not in ("auto", "cuda"):
         return device
-    claim = claim_gpu(whole=whole_gpu)
+    claim = claim_gpu(slots=slots)
     if device == "cuda":
         return "cuda"
     import torch
