@@ -49,8 +49,9 @@ if config["finetune_stacking"]["by"] == "none":
 
 else:
     # a stack fills much of a GPU by itself and claims GENDA_STACK_SLOTS of its GENDA_JOBS_PER_GPU
-    # slots (all of them by default), so it counts as that many units of the gpu resource
-    # (profiles/default); the slots it leaves run other GPU jobs beside it
+    # slots (by default all but one where there are three or more: runtime/gpu.py), so it counts as
+    # that many units of the gpu resource (profiles/default); the slots it leaves run other GPU
+    # jobs beside it
     from workflow_scripts.runtime.gpu import stack_slots_from_env
 
     for stack_rule, (stack_speakers, stack_conditions) in finetune_stacks().items():

@@ -185,8 +185,8 @@ def main(argv=None) -> None:
     generalist, _ = load_checkpoint(args.init)
 
     torch.set_num_threads(args.threads)
-    # a stack fills much of a GPU by itself: it claims GENDA_STACK_SLOTS of the GPU's slots, all of
-    # them unless the run leaves some to other jobs (bench/RESULTS.md, "GPU sharing")
+    # a stack fills much of a GPU by itself: it claims GENDA_STACK_SLOTS of the GPU's slots, more
+    # than half, so that no other stack shares the GPU (runtime/gpu.py)
     device = torch.device(resolve_device(args.device, slots=stack_slots_from_env()))
     if device.type == "cpu":
         keep_freed_memory()  # each step reuses the last one's memory (runtime.memory)

@@ -150,15 +150,13 @@ def test_stack_slots_must_be_more_than_half_of_the_slots(monkeypatch, value):
         gpu.stack_slots_from_env()
 
 
-def test_stack_slots_default_to_the_whole_gpu(monkeypatch):
+@pytest.mark.parametrize("jobs_per_gpu, default", [(1, 1), (2, 2), (3, 2), (4, 3), (8, 7)])
+def test_a_stack_leaves_one_slot_by_default_where_the_gpu_has_three_or_more(monkeypatch, jobs_per_gpu, default):
     monkeypatch.delenv("GENDA_STACK_SLOTS", raising=False)
-    monkeypatch.setenv("GENDA_JOBS_PER_GPU", "4")
-    assert gpu.stack_slots_from_env() == 4
-    monkeypatch.setenv("GENDA_STACK_SLOTS", "3")
-    assert gpu.stack_slots_from_env() == 3
-    monkeypatch.setenv("GENDA_JOBS_PER_GPU", "1")
-    monkeypatch.delenv("GENDA_STACK_SLOTS")
-    assert gpu.stack_slots_from_env() == 1
+    monkeypatch.setenv("GENDA_JOBS_PER_GPU", str(jobs_per_gpu))
+    assert gpu.stack_slots_from_env() == default
+    monkeypatch.setenv("GENDA_STACK_SLOTS", str(jobs_per_gpu))  # the whole GPU, asked for
+    assert gpu.stack_slots_from_env() == jobs_per_gpu
 
 
 def test_picks_among_the_gpus_cuda_visible_devices_names(env):

@@ -66,12 +66,13 @@ def jobs_per_gpu_from_env() -> int:
 
 
 def stack_slots_from_env(jobs_per_gpu: int | None = None) -> int:
-    """How many of a GPU's slots a stacked fine-tune claims: GENDA_STACK_SLOTS, by default all
-    GENDA_JOBS_PER_GPU of them (the GPU is the stack's alone). Fewer leave the rest to other GPU
-    jobs beside the stack (scoring, evaluation); more than half, so that two stacks never share
-    a GPU."""
+    """How many of a GPU's GENDA_JOBS_PER_GPU slots a stacked fine-tune claims: GENDA_STACK_SLOTS,
+    more than half of them so that two stacks never share a GPU. By default one slot is left
+    beside the stack where the GPU has three or more (scoring and evaluation run there while
+    it trains: bench/RESULTS.md, "GPU sharing"), and the stack takes the whole GPU where it has
+    one or two."""
     jobs_per_gpu = jobs_per_gpu_from_env() if jobs_per_gpu is None else jobs_per_gpu
-    value = os.environ.get(STACK_SLOTS_ENV, str(jobs_per_gpu))
+    value = os.environ.get(STACK_SLOTS_ENV, str(max(jobs_per_gpu - 1, jobs_per_gpu // 2 + 1)))
     try:
         slots = int(value)
     except ValueError:

@@ -5,7 +5,7 @@
 For each arm (a working folder, its label, when its snakemake run started and how long it ran): per GPU rule, the
 jobs, their summed seconds, and when the first started and the last ended (seconds from the arm's start; a job's
 start is its benchmark file's time less its duration); the time at least one GPU job ran; the peak GPU memory that
-nvidia-smi saw during the arm. Then the candidate's wall against the baseline's (the first arm) and a verdict.
+nvidia-smi saw during the arm. Then each other arm's wall against the baseline's (the first) and a verdict.
 """
 
 from __future__ import annotations
@@ -80,17 +80,14 @@ def main(argv=None) -> None:
             print(f"  {job['start']:6.1f} - {job['end']:6.1f} s  {job['rule']}/{job['job']}")
         walls.append((label, wall))
         stacks.append(sum(j["s"] for j in jobs if j["rule"] == "finetune_stacked"))
-    if len(walls) < 2:
-        return
-    (base, base_wall), (cand, cand_wall) = walls[0], walls[1]
-    print(f"\nbaseline ({base}) {base_wall:.0f} s, candidate ({cand}) {cand_wall:.0f} s: "
-          f"{base_wall / cand_wall:.2f}x; the stacks' own time {stacks[0]:.0f} -> {stacks[1]:.0f} s "
-          f"({stacks[1] / stacks[0]:.2f}x: what the jobs beside them cost them)")
-    gain = base_wall / cand_wall
-    verdict = ("the slot beside the stacks pays" if gain > 1.05 else
-               "no gain beyond 5%" if gain >= 0.95 else "the slot beside the stacks costs time")
-    print(f"verdict: {verdict}")
-
+    (base, base_wall), base_stacks = walls[0], stacks[0]
+    print(f"\nbaseline ({base}): {base_wall:.0f} s, the stacks' own time {base_stacks:.0f} s")
+    for (label, wall), stack_s in zip(walls[1:], stacks[1:]):
+        gain = base_wall / wall
+        verdict = ("the slots beside the stacks pay" if gain > 1.05 else
+                   "no gain beyond 5%" if gain >= 0.95 else "the slots beside the stacks cost time")
+        print(f"{label}: {wall:.0f} s, {gain:.2f}x the baseline; the stacks' own time {stack_s:.0f} s "
+              f"({stack_s / base_stacks:.2f}x: what the jobs beside them cost them); verdict: {verdict}")
 
 if __name__ == "__main__":
     main()
