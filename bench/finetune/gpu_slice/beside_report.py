@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from datetime import datetime
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from bench.workflow.grid_slice.table import union_seconds  # noqa: E402
 
 GPU_RULES = ("finetune_stacked", "score_tts", "evaluate_stacked")
 
@@ -30,15 +34,6 @@ def jobs_of(work: Path, start: float) -> list[dict]:
                 jobs.append({"rule": rule, "job": str(tsv.relative_to(work / "benchmarks" / rule).with_suffix("")),
                              "s": seconds, "start": end - seconds, "end": end})
     return jobs
-
-
-def union_seconds(intervals: list[tuple[float, float]]) -> float:
-    total, reached = 0.0, float("-inf")
-    for a, b in sorted(intervals):
-        if b > reached:
-            total += b - max(a, reached)
-            reached = b
-    return total
 
 
 def peak_gib(smi: Path | None, start: float, wall: float) -> float | None:
