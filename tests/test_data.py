@@ -336,7 +336,8 @@ SLICE_SHEET = "speaker\tgroup\tchallenge_id\tlibritts_id\nF0\treal\tF0\t237\nVir
 
 def slice_config(mirror) -> dict:
     """configs/genda2025.yaml cut down to two speakers, one small data size, the offline world_clone
-    TTS in place of the hub systems, the challenge's tiny generalist and a few fine-tuning steps."""
+    TTS in place of the hub systems, the challenge's tiny generalist, a few fine-tuning steps and
+    DNSMOS and DistillMOS on 3 mixtures of each speaker."""
     config = yaml.safe_load((REPO / "configs" / "genda2025.yaml").read_text())
     config.update(
         resources=mirror["resources"],
@@ -349,6 +350,8 @@ def slice_config(mirror) -> dict:
         finetune={"batch_size": 2, "crop_seconds": 1.0, "lr": 1.0e-4, "snr_db": [-5.0, 5.0], "max_steps": 2,
                   "val_every": 1, "patience": 1, "seed": 0},
         tts_scoring={"asr": "none", "model_dir": "models", "max_utterances": 2},
+        # the scores that need no reference on 3 mixtures of each speaker, not all 45 of the virtual one
+        evaluation=dict(config["evaluation"], max_utterances=3),
         download_models=False,
         export={"team": "slice", "task1": {"tts": "worldclone"},
                 "task2": {"model": "tiny", "source": "worldclone", "size": "5utt"}},
