@@ -88,4 +88,5 @@ else:
                 "python -m workflow_scripts.finetune_stacked --init {input.generalist}"
                 " --noise-dir {input.noises} {params.members} {params.recipe}"
                 " --precision {params.precision} --batches {params.batches}"
-                " --threads {threads} --resume-file {params.resume} 2> {log}"
+                " --threads {threads} --gpu-slots {resources.gpu}"
+                " --resume-file {params.resume} 2> {log}"

@@ -339,3 +339,7 @@ def test_a_stack_counts_the_gpu_slots_it_claims(tmp_path, monkeypatch):
     units = {re.search(r"^\s+resources: .*\bgpu=(\d+)", block, re.M).group(1) for block in blocks
              if re.search(r"^rule finetune_stacked:", block, re.M)}
     assert units == {"3"}  # one of the GPU's four slots left beside the stack (tests/runtime/test_gpu.py)
+    # and the job claims what Snakemake counted
+    shells = run(REPO, workdir, "-n", "--printshellcmds")
+    claimed = set(re.findall(r"workflow_scripts\.finetune_stacked .*--gpu-slots (\d+)", shells))
+    assert claimed == {"3"}

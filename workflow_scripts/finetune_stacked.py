@@ -103,6 +103,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="device: crops mixed on the device (DeviceCropMixer, seeded by --seed); plain: each"
         " member's batches exactly as finetune.py draws them (CropMixer on the CPU)",
     )
+    parser.add_argument(
+        "--gpu-slots",
+        type=int,
+        default=None,
+        help="slots of one GPU this job claims, more than half of them (the rule passes its gpu resource;"
+        " default: GENDA_STACK_SLOTS, see runtime/gpu.py)",
+    )
     add_recipe_args(parser, FINETUNE_DEFAULTS, resume_every=STACKED_RESUME_EVERY)
     return parser.parse_args(argv)
 
@@ -185,9 +192,10 @@ def main(argv=None) -> None:
     generalist, _ = load_checkpoint(args.init)
 
     torch.set_num_threads(args.threads)
-    # a stack fills much of a GPU by itself: it claims GENDA_STACK_SLOTS of the GPU's slots, more
-    # than half, so that no other stack shares the GPU (runtime/gpu.py)
-    device = torch.device(resolve_device(args.device, slots=stack_slots_from_env()))
+    # a stack fills much of a GPU by itself: it claims more than half of the GPU's slots, so that no
+    # other stack shares the GPU; as many as the rule counted for it (runtime/gpu.py)
+    slots = stack_slots_from_env() if args.gpu_slots is None else args.gpu_slots
+    device = torch.device(resolve_device(args.device, slots=slots))
     if device.type == "cpu":
         keep_freed_memory()  # each step reuses the last one's memory (runtime.memory)
     seed_everything(recipe.seed)
