@@ -4,6 +4,7 @@ stand-in TTS speech.
     python bench/workflow/grid_slice/inputs.py carry [--shared ../shared/genda25]   # here, once
     python bench/workflow/grid_slice/inputs.py models .gridslice/models
     python bench/workflow/grid_slice/inputs.py generalist .gridslice/generalist_medium.pt
+    python bench/workflow/grid_slice/inputs.py weights
     python bench/workflow/grid_slice/inputs.py speech .gridslice/speech --durations DURATIONS.json
 
 `carry` (on a machine with flite, from the local copy of the challenge release) writes the speakers'
@@ -39,6 +40,9 @@ changes the work per code or token. SpeechT5 and YourTTS take their stopping fro
 HiFi-GAN's audio peaks near 3e-5, below the synthesis step's silence check (1e-4: every utterance
 retried, then refused), so its last convolution is scaled by VOCODER_OUTPUT_SCALE: the same work,
 audible output.
+`weights` (on the GPU machine, after the carried wheels are installed) writes random weights of the
+released shapes into the installed Resemblyzer and DistillMOS packages, whose weights the carry leaves
+out (wheels.sh).
 `generalist` writes a random ConvTasNet medium checkpoint: the challenge's medium generalist is not in
 the local copy of its release (tiny and small are the released ones).
 
@@ -170,6 +174,31 @@ def models(out: Path, only: list[str] | None = None) -> None:
         print(f"built {name} in {time.perf_counter() - start:.1f} s", flush=True)
 
 
+def package_weights() -> None:
+    """Random weights, of the released shapes, where the carried Resemblyzer and DistillMOS wheels left
+    their weights out (wheels.sh): the packages load them from their own folders, as released."""
+    import importlib.util
+
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    resemblyzer = Path(importlib.util.find_spec("resemblyzer").origin).parent
+    hp = __import__("resemblyzer.hparams", fromlist=["*"])
+    encoder = nn.Module()
+    encoder.lstm = nn.LSTM(hp.mel_n_channels, hp.model_hidden_size, hp.model_num_layers, batch_first=True)
+    encoder.linear = nn.Linear(hp.model_hidden_size, hp.model_embedding_size)
+    encoder.similarity_weight = nn.Parameter(torch.tensor([10.0]))  # training-time only, as released
+    encoder.similarity_bias = nn.Parameter(torch.tensor([-5.0]))
+    torch.save({"model_state": encoder.state_dict()}, resemblyzer / "pretrained.pt")
+    from distillmos import sqa
+
+    Path(sqa.DEFAULT_WEIGHTS_CHKPT).parent.mkdir(parents=True, exist_ok=True)
+    predictor = sqa.ConvTransformerSQAModel(load_weights=False)
+    torch.save({"model": predictor.state_dict()}, sqa.DEFAULT_WEIGHTS_CHKPT)
+    print(f"random weights: {resemblyzer / 'pretrained.pt'}, {sqa.DEFAULT_WEIGHTS_CHKPT}")
+
+
 def generalist(path: Path) -> None:
     import torch
 
@@ -228,6 +257,7 @@ def main() -> None:
     p.add_argument("--only", nargs="+", default=None, help="build only these (default: all)")
     p = sub.add_parser("generalist")
     p.add_argument("path", type=Path)
+    sub.add_parser("weights")
     p = sub.add_parser("speech")
     p.add_argument("out", type=Path)
     p.add_argument("--durations", type=Path, default=None, help="JSON: system -> seconds per utterance")
@@ -243,6 +273,8 @@ def main() -> None:
         models(args.out, args.only)
     elif args.what == "generalist":
         generalist(args.path)
+    elif args.what == "weights":
+        package_weights()
     else:
         durations = json.loads(args.durations.read_text()) if args.durations else {}
         speech(args.out, {s: durations.get(s, args.seconds) for s in args.systems}, args.count, args.workers,

@@ -12,7 +12,13 @@
 #                                                    #   F0, then VirtualM3): every stage, speaker by
 #                                                    #   speaker, fine-tuning included
 #
-# Both build production-size random-weight models (inputs.py models, which says how they are made to
+#   bash bench/workflow/grid_slice/run.sh full       # (config_full.yaml, speakers.tsv) every stage of
+#                                                    #   the three speakers in one snakemake run, XTTS
+#                                                    #   synthesis included: longer than a device call,
+#                                                    #   so a call starts it in its own process session
+#                                                    #   and later calls follow it (device.sh)
+#
+# All build production-size random-weight models (inputs.py models, which says how they are made to
 # stop): A XTTS-v2, YourTTS, SpeechT5 + HiFi-GAN, the x-vector and Whisper large-v3; B all but XTTS,
 # whose speech B reads as stand-in clips of A's utterance length (inputs.py speech, durations.json of
 # A's run files) through the `folder` backend. A's score_tts scores the first 20 utterances of a folder
@@ -28,6 +34,9 @@
 # workflow reads audio with soundfile), .whl_grid_eval (pesq, pystoi). Carried (64 MiB in all):
 #   A: .whl_grid .whl_grid_tts .carry_grid
 #   B: .whl_grid .whl_grid_tts .whl_grid_eval .carry_grid/F0 .carry_grid/VirtualM3 .carry_grid_ckpt
+# The full part installs one folder of wheels that wheels.sh builds (.whl_grid: all of the above, with
+# Resemblyzer's and DistillMOS's weights left out and written there as random weights by inputs.py
+# weights) and carries .whl_grid .carry_grid .carry_grid_ckpt.
 #
 # Run files go to $OUT (else bench/runs/<date>_h200/grid_slice/): run_<part>.log, snakemake_<part>.log,
 # stages_<part>.json and table_<part>.txt (table.py collect), nvidia_smi_<part>.csv (0.5 s samples),
@@ -35,7 +44,7 @@
 # `python bench/workflow/grid_slice/table.py report stages_tts.json stages_pipeline.json` prints the
 # table of both parts and the projection to 20 speakers.
 set -uo pipefail
-part=${1:?usage: run.sh tts|pipeline}
+part=${1:?usage: run.sh tts|pipeline|full}
 budget=${BUDGET_S:-540}   # seconds from the start after which snakemake is stopped (the call's limit is 600)
 start=$(date +%s)
 out=${OUT:-bench/runs/$(date -u +%F)_h200/grid_slice}
@@ -45,11 +54,13 @@ work=.gridslice
 exec > >(tee "$out/run_$part.log") 2>&1
 stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
 
-wheels=(.whl_grid/*.whl .whl_grid_tts/*.whl)
+wheels=(.whl_grid/*.whl)
+[ "$part" = full ] || wheels+=(.whl_grid_tts/*.whl)
 [ "$part" = pipeline ] && wheels+=(.whl_grid_eval/*.whl)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
   "${wheels[@]}" || exit 1
 export PYTHONPATH=/tmp/site GENDA_JOBS_PER_GPU=4
+if [ "$part" = full ]; then python3 $here/inputs.py weights || exit 1; fi
 stamp "wheels installed"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc
@@ -68,6 +79,7 @@ with open("profiles/default/config.yaml") as f:
     print(" ".join(f"{rule}={n}" for rule, n in yte.process_yaml(f)["set-threads"].items()))') || exit 1
 smk=(python3 -m snakemake --snakefile Snakefile --configfile $here/config_$part.yaml --directory "$work"
      --cores all --scheduler greedy --set-threads score_tts_cpu=${CPU_JOB_THREADS:-4} $profile_threads)
+[ "$part" = full ] && smk+=(--keep-going)
 run_snakemake() {  # TARGETS...: one snakemake run, stopped once the budget is spent
   local left=$(( budget - ($(date +%s) - start) ))
   [ "$left" -gt 20 ] || { echo "no time left for: $*"; return 1; }
@@ -75,7 +87,21 @@ run_snakemake() {  # TARGETS...: one snakemake run, stopped once the budget is s
   echo "snakemake exit $? ($# targets)"
 }
 systems=(yourtts speecht5 xtts)
-if [ "$part" = tts ]; then
+speaker_targets() {  # SPEAKER: its TTS scores and its evaluations of every condition and model size
+  [ "$1" = VirtualM3 ] || echo "results/tts_scores/gt/$1.json"
+  for s in "${systems[@]}"; do echo "results/tts_scores/$s/$1.json"; done
+  for model in tiny small medium; do
+    echo "results/eval/$model/generalist/$1.csv"
+    [ "$1" = VirtualM3 ] || echo "results/eval/$model/gt/6min/$1.csv"
+    for s in "${systems[@]}"; do for size in 6min 30min; do echo "results/eval/$model/$s/$size/$1.csv"; done; done
+  done
+}
+if [ "$part" = full ]; then
+  python3 $here/inputs.py models "$work/models" || exit 1
+  mapfile -t targets < <(for spk in F0 M1 VirtualM3; do speaker_targets $spk; done)
+  stamp "inputs built"
+  run_snakemake "${targets[@]}"
+elif [ "$part" = tts ]; then
   python3 $here/inputs.py models "$work/models" || exit 1
   targets=(results/tts_scores/gt/F0.json results/tts_scores/gt/M1.json)
   for s in "${systems[@]}"; do for spk in F0 M1 VirtualM3; do targets+=("results/tts_scores/$s/$spk.json"); done; done
@@ -90,14 +116,7 @@ else
   stamp "inputs built"
   # speaker by speaker (SPEAKERS), so that one speaker's stages all finish before the next one starts
   for spk in ${SPEAKERS:-F0 VirtualM3}; do
-    targets=()
-    [ "$spk" = VirtualM3 ] || targets+=("results/tts_scores/gt/$spk.json")
-    for s in "${systems[@]}"; do targets+=("results/tts_scores/$s/$spk.json"); done
-    for model in tiny small medium; do
-      targets+=("results/eval/$model/generalist/$spk.csv")
-      [ "$spk" = VirtualM3 ] || targets+=("results/eval/$model/gt/6min/$spk.csv")
-      for s in "${systems[@]}"; do for size in 6min 30min; do targets+=("results/eval/$model/$s/$size/$spk.csv"); done; done
-    done
+    mapfile -t targets < <(speaker_targets "$spk")
     stamp "snakemake: $spk"
     run_snakemake "${targets[@]}"
   done
@@ -114,3 +133,4 @@ python3 $here/table.py collect --work "$work" --part "$part" --out "$out/stages_
 (cd "$work" && tar -czf - logs benchmarks $(ls -d results/tts_scores results/eval 2>/dev/null) \
   $(find results/finetune -name training_log.csv 2>/dev/null)) > "$out/logs_$part.tar.gz"
 stamp "end"
+touch "$out/done_$part"

@@ -22,7 +22,10 @@ projections to the grid's 20 speakers (10 real, 10 virtual):
   grid GPU-h = grid GPU-seconds / the rule's concurrency / 3600, summed over the rules;
 - by speaker (part B, which ran one speaker at a time): the time at least one of a finished speaker's
   GPU jobs ran, x 10 per group, + 20 x part A's mean XTTS synthesis job over synthesize's concurrency
-  (part B read XTTS speech as stand-in clips).
+  (part B read XTTS speech as stand-in clips);
+- whole run (the full part, every stage of its speakers in one run): the run's wall x the grid's
+  GPU-seconds / the slice's (the per-rule sums), the grid's jobs packed on the GPU as the run packed
+  them.
 
 A score_tts job scored only the first `tts_scoring.max_utterances` utterances of its folder: its
 seconds are first extended to the whole folder, job s + (folder's audio s - scored audio s) x the
@@ -228,6 +231,7 @@ def report(parts: list[dict], exclude: set[str] = frozenset()) -> str:
     for note in sorted(set(notes)):
         lines.append(f"- {note}")
     lines += speaker_walls(parts, rules)
+    lines += whole_run(parts, projection)
     tts = [j for j in rules.get("score_tts", [])]
     for part in sorted({j["part"] for j in tts}):
         of_part = [j for j in tts if j["part"] == part]
@@ -290,6 +294,33 @@ def speaker_walls(parts: list[dict], rules: dict[str, list[dict]]) -> list[str]:
                      f"{virtual_s or real_s:.1f} s + 20 x {extra:.1f} s (XTTS synthesis: part A's mean job, "
                      f"{sum(j['s'] for j in xtts) / max(len(xtts), 1):.1f} s, over synthesize's concurrency "
                      f"{concurrency:.2f}) = {total:.0f} s = **{total / 3600:.2f} GPU-h**")
+    return lines
+
+
+def whole_run(parts: list[dict], projection: list[tuple]) -> list[str]:
+    """The full part (every stage of every speaker in one snakemake run): the run's wall (its first job's
+    start to its last job's end, the GPU held throughout) scaled to the grid by the jobs the grid runs,
+    wall x grid GPU-seconds / the slice's GPU-seconds (the per-rule projection's sums, so the grid's
+    mix of real and virtual speakers and of job kinds), i.e. the grid's jobs packed on the GPU as
+    this run packed them."""
+    lines = []
+    for part in parts:
+        if part["part"] != "full" or not part["jobs"]:
+            continue
+        spans = [(j["end"] - j["s"], j["end"]) for j in part["jobs"]]
+        wall = max(b for _, b in spans) - min(a for a, _ in spans)
+        gpu = [(j["end"] - j["s"], j["end"]) for j in part["jobs"] if j["gpu"]]
+        slice_s = sum(row[2] for row in projection)
+        grid_s = sum(row[3] for row in projection)
+        scale = grid_s / slice_s if slice_s else 0.0
+        speakers = len(part["speakers"])
+        lines.append("")
+        lines.append(f"Whole run (full part, {speakers} speakers at once): wall {wall:.1f} s, a GPU job running "
+                     f"{union_seconds(gpu):.1f} s of it; GPU-seconds {slice_s:.1f} in the slice, {grid_s:.0f} in "
+                     f"the grid (x {scale:.2f})")
+        lines.append(f"Whole grid on one GPU, packed as this run: {wall:.1f} s x {scale:.2f} = {wall * scale:.0f} s "
+                     f"= **{wall * scale / 3600:.2f} GPU-h** (by speakers alone, x {REAL + VIRTUAL}/{speakers}: "
+                     f"{wall * (REAL + VIRTUAL) / speakers / 3600:.2f} GPU-h)")
     return lines
 
 
