@@ -146,7 +146,8 @@ def scale_vocoder_output(folder: Path, factor: float = VOCODER_OUTPUT_SCALE) -> 
     vocoder.save_pretrained(str(folder))
 
 
-def models(out: Path, only: list[str] | None = None) -> None:
+def models(out: Path, only: list[str] | None = None, tiny: bool = False) -> None:
+    import dataclasses
     import time
 
     import torch
@@ -157,14 +158,17 @@ def models(out: Path, only: list[str] | None = None) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     cuda = torch.cuda.is_available()
+    full = not tiny
+    xtts = {} if tiny else dict(tm.XTTS_V2_SIZES, max_audio_tokens=XTTS_AUDIO_TOKENS)
+    whisper_dims = dataclasses.asdict(tm.tiny_whisper_dims(True)) if tiny else LARGE_V3_DIMS
     builds = {
-        "xtts": lambda: tm.build_xtts(out / "xtts", **dict(tm.XTTS_V2_SIZES, max_audio_tokens=XTTS_AUDIO_TOKENS)),
-        "yourtts": lambda: tm.build_yourtts(out / "yourtts", **tm.YOURTTS_SIZES),
-        "speecht5_tts": lambda: tm.build_speecht5_tts(out / "speecht5_tts", tiny=False, sentences=first_sentences()),
-        "speecht5_hifigan": lambda: (tm.build_speecht5_hifigan(out / "speecht5_hifigan", tiny=False),
+        "xtts": lambda: tm.build_xtts(out / "xtts", **xtts),
+        "yourtts": lambda: tm.build_yourtts(out / "yourtts", **({} if tiny else tm.YOURTTS_SIZES)),
+        "speecht5_tts": lambda: tm.build_speecht5_tts(out / "speecht5_tts", tiny=tiny, sentences=first_sentences()),
+        "speecht5_hifigan": lambda: (tm.build_speecht5_hifigan(out / "speecht5_hifigan", tiny=tiny),
                                      scale_vocoder_output(out / "speecht5_hifigan")),
-        "xvector": lambda: tm.build_tiny_xvector(out / "xvector", 0, False),
-        "whisper": lambda: build_whisper(out / "whisper", LARGE_V3_DIMS, cuda),
+        "xvector": lambda: tm.build_tiny_xvector(out / "xvector", 0, tiny),
+        "whisper": lambda: build_whisper(out / "whisper", whisper_dims, cuda and full),
     }
     for name, build in builds.items():
         if only and name not in only:
@@ -255,6 +259,7 @@ def main() -> None:
     p = sub.add_parser("models")
     p.add_argument("out", type=Path)
     p.add_argument("--only", nargs="+", default=None, help="build only these (default: all)")
+    p.add_argument("--tiny", action="store_true", help="the tests' tiny sizes (a smoke run on the CPU)")
     p = sub.add_parser("generalist")
     p.add_argument("path", type=Path)
     sub.add_parser("weights")
@@ -270,7 +275,7 @@ def main() -> None:
     if args.what == "carry":
         carry(args.shared, args.out, args.ckpt_out)
     elif args.what == "models":
-        models(args.out, args.only)
+        models(args.out, args.only, args.tiny)
     elif args.what == "generalist":
         generalist(args.path)
     elif args.what == "weights":

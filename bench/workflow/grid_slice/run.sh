@@ -38,6 +38,9 @@
 # Resemblyzer's and DistillMOS's weights left out and written there as random weights by inputs.py
 # weights) and carries .whl_grid .carry_grid .carry_grid_ckpt.
 #
+# SMOKE=1 (full part only) runs here, on the CPU, with this environment's packages, the tests' tiny models
+# and a few sentences, utterances and steps: the run's mechanics and its report, not its figures.
+#
 # Run files go to $OUT (else bench/runs/<date>_h200/grid_slice/): run_<part>.log, snakemake_<part>.log,
 # stages_<part>.json and table_<part>.txt (table.py collect), nvidia_smi_<part>.csv (0.5 s samples),
 # logs_<part>.tar.gz (job logs, benchmarks, scores, training logs), and after A durations.json.
@@ -54,13 +57,19 @@ work=.gridslice
 exec > >(tee "$out/run_$part.log") 2>&1
 stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
 
+smoke=${SMOKE:-0}
 wheels=(.whl_grid/*.whl)
 [ "$part" = full ] || wheels+=(.whl_grid_tts/*.whl)
 [ "$part" = pipeline ] && wheels+=(.whl_grid_eval/*.whl)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-  "${wheels[@]}" || exit 1
-export PYTHONPATH=/tmp/site GENDA_JOBS_PER_GPU=4
-if [ "$part" = full ]; then python3 $here/inputs.py weights || exit 1; fi
+if [ "$smoke" = 1 ]; then
+  [ "$part" = full ] || { echo "SMOKE=1: the full part only"; exit 2; }
+else
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "${wheels[@]}" || exit 1
+  export PYTHONPATH=/tmp/site
+  if [ "$part" = full ]; then python3 $here/inputs.py weights || exit 1; fi
+fi
+export GENDA_JOBS_PER_GPU=4
 stamp "wheels installed"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc
@@ -80,6 +89,12 @@ with open("profiles/default/config.yaml") as f:
 smk=(python3 -m snakemake --snakefile Snakefile --configfile $here/config_$part.yaml --directory "$work"
      --cores all --scheduler greedy --set-threads score_tts_cpu=${CPU_JOB_THREADS:-4} $profile_threads)
 [ "$part" = full ] && smk+=(--keep-going)
+if [ "$smoke" = 1 ]; then  # a second config file, laid over the first
+  printf '%s\n' 'data_sizes: {6min: {train: 2, val: 1}, 30min: {train: 3, val: 1}}' \
+    'finetune: {max_steps: 2, val_every: 1, batch_size: 2, crop_seconds: 1.0}' 'tts_scoring: {max_utterances: 2}' 'evaluation: {max_utterances: 2}' \
+    > "$work/smoke.yaml"
+  smk+=(--configfile $here/config_$part.yaml "$work/smoke.yaml")
+fi
 run_snakemake() {  # TARGETS...: one snakemake run, stopped once the budget is spent
   local left=$(( budget - ($(date +%s) - start) ))
   [ "$left" -gt 20 ] || { echo "no time left for: $*"; return 1; }
@@ -97,7 +112,8 @@ speaker_targets() {  # SPEAKER: its TTS scores and its evaluations of every cond
   done
 }
 if [ "$part" = full ]; then
-  python3 $here/inputs.py models "$work/models" || exit 1
+  tiny=(); [ "$smoke" = 1 ] && tiny=(--tiny)
+  python3 $here/inputs.py models "$work/models" "${tiny[@]}" || exit 1
   mapfile -t targets < <(for spk in F0 M1 VirtualM3; do speaker_targets $spk; done)
   stamp "inputs built"
   run_snakemake "${targets[@]}"

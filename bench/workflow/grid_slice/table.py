@@ -312,9 +312,12 @@ def whole_run(parts: list[dict], projection: list[tuple]) -> list[str]:
         gpu = [(j["end"] - j["s"], j["end"]) for j in part["jobs"] if j["gpu"]]
         slice_s = sum(row[2] for row in projection)
         grid_s = sum(row[3] for row in projection)
-        scale = grid_s / slice_s if slice_s else 0.0
         speakers = len(part["speakers"])
         lines.append("")
+        if not slice_s:
+            lines.append(f"Whole run (full part): wall {wall:.1f} s; no GPU job ran (SMOKE=1 on the CPU?): no projection")
+            continue
+        scale = grid_s / slice_s
         lines.append(f"Whole run (full part, {speakers} speakers at once): wall {wall:.1f} s, a GPU job running "
                      f"{union_seconds(gpu):.1f} s of it; GPU-seconds {slice_s:.1f} in the slice, {grid_s:.0f} in "
                      f"the grid (x {scale:.2f})")
