@@ -21,16 +21,19 @@ if [ "$what" = start ]; then
   rm -rf "$run" "$repo" /tmp/site
   mkdir -p "$run" "$repo"
   tar -cf - --exclude=./.git --exclude=./.gridslice . | tar -xf - -C "$repo"
-  (cd "$repo" && OUT=$run BUDGET_S=${BUDGET_S:-1500} setsid nohup bash bench/workflow/grid_slice/run.sh full \
-    > "$run/console.txt" 2>&1 < /dev/null &)
+  (cd "$repo" && { OUT=$run BUDGET_S=${BUDGET_S:-1500} setsid nohup bash bench/workflow/grid_slice/run.sh full \
+    > "$run/console.txt" 2>&1 < /dev/null & echo $! > "$run/pid"; })
 fi
 [ -d "$run" ] || { echo "no run in $run: this machine did not start one"; exit 1; }
-while [ ! -e "$run/done_full" ] && [ $(( $(date +%s) - begin )) -lt "$seconds" ]; do
+running() { kill -0 "$(cat "$run/pid" 2>/dev/null)" 2>/dev/null; }
+while [ ! -e "$run/done_full" ] && running && [ $(( $(date +%s) - begin )) -lt "$seconds" ]; do
   sleep 15
   steps=$(grep -o '[0-9]* of [0-9]* steps ([0-9]*%) done' "$run/snakemake_full.log" 2>/dev/null | tail -1)
   echo "[$(( $(date +%s) - begin )) s] ${steps:-no step done}; $(tail -n 1 "$run/run_full.log" 2>/dev/null | cut -c1-160)"
 done
-[ -e "$run/done_full" ] && echo "run done" || echo "run still going"
+if [ -e "$run/done_full" ]; then echo "run done"
+elif running; then echo "run still going"
+else echo "run.sh ended before its end (console.txt says why):"; tail -n 20 "$run/console.txt"; fi
 grep -h "Error in rule\|exit [0-9]" "$run/snakemake_full.log" "$run/run_full.log" 2>/dev/null | sort | uniq -c | head
 if [ -n "${OUT:-}" ]; then
   for f in run_full.log snakemake_full.log console.txt nvidia_smi_full.csv stages_full.json table_full.txt \
