@@ -107,8 +107,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--gpu-slots",
         type=int,
         default=None,
-        help="slots of one GPU this job claims, more than half of them (the rule passes its gpu resource;"
-        " default: GENDA_STACK_SLOTS, see runtime/gpu.py)",
+        help="slots of one GPU this job claims (the rule passes the units of the gpu resource it counts for"
+        " the job; default: GENDA_STACK_SLOTS, more than half of a GPU's slots, see runtime/gpu.py)",
     )
     add_recipe_args(parser, FINETUNE_DEFAULTS, resume_every=STACKED_RESUME_EVERY)
     return parser.parse_args(argv)

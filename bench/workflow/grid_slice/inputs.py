@@ -158,7 +158,6 @@ def models(out: Path, only: list[str] | None = None, tiny: bool = False) -> None
 
     out.mkdir(parents=True, exist_ok=True)
     cuda = torch.cuda.is_available()
-    full = not tiny
     xtts = {} if tiny else dict(tm.XTTS_V2_SIZES, max_audio_tokens=XTTS_AUDIO_TOKENS)
     whisper_dims = dataclasses.asdict(tm.tiny_whisper_dims(True)) if tiny else LARGE_V3_DIMS
     builds = {
@@ -168,7 +167,7 @@ def models(out: Path, only: list[str] | None = None, tiny: bool = False) -> None
         "speecht5_hifigan": lambda: (tm.build_speecht5_hifigan(out / "speecht5_hifigan", tiny=tiny),
                                      scale_vocoder_output(out / "speecht5_hifigan")),
         "xvector": lambda: tm.build_tiny_xvector(out / "xvector", 0, tiny),
-        "whisper": lambda: build_whisper(out / "whisper", whisper_dims, cuda and full),
+        "whisper": lambda: build_whisper(out / "whisper", whisper_dims, cuda and not tiny),
     }
     for name, build in builds.items():
         if only and name not in only:
@@ -181,6 +180,7 @@ def models(out: Path, only: list[str] | None = None, tiny: bool = False) -> None
 def package_weights() -> None:
     """Random weights, of the released shapes, where the carried Resemblyzer and DistillMOS wheels left
     their weights out (wheels.sh): the packages load them from their own folders, as released."""
+    import importlib
     import importlib.util
 
     import torch
@@ -188,7 +188,7 @@ def package_weights() -> None:
 
     torch.manual_seed(0)
     resemblyzer = Path(importlib.util.find_spec("resemblyzer").origin).parent
-    hp = __import__("resemblyzer.hparams", fromlist=["*"])
+    hp = importlib.import_module("resemblyzer.hparams")
     encoder = nn.Module()
     encoder.lstm = nn.LSTM(hp.mel_n_channels, hp.model_hidden_size, hp.model_num_layers, batch_first=True)
     encoder.linear = nn.Linear(hp.model_hidden_size, hp.model_embedding_size)

@@ -70,7 +70,7 @@ else
   if [ "$part" = full ]; then python3 $here/inputs.py weights || exit 1; fi
 fi
 export GENDA_JOBS_PER_GPU=4
-stamp "wheels installed"
+[ "$smoke" = 1 ] && stamp "this environment's packages (SMOKE=1)" || stamp "wheels installed"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc
 

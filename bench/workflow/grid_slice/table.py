@@ -304,9 +304,11 @@ def whole_run(parts: list[dict], projection: list[tuple]) -> list[str]:
     mix of real and virtual speakers and of job kinds), i.e. the grid's jobs packed on the GPU as
     this run packed them."""
     lines = []
-    for part in parts:
-        if part["part"] != "full" or not part["jobs"]:
-            continue
+    full = [part for part in parts if part["part"] == "full" and part["jobs"]]
+    if full and len(parts) > 1:
+        return ["", "Whole run: not projected beside other parts (the per-rule sums would mix them): report "
+                    "stages_full.json alone"]
+    for part in full:
         spans = [(j["end"] - j["s"], j["end"]) for j in part["jobs"]]
         wall = max(b for _, b in spans) - min(a for a, _ in spans)
         gpu = [(j["end"] - j["s"], j["end"]) for j in part["jobs"] if j["gpu"]]
