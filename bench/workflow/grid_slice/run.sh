@@ -16,7 +16,8 @@
 #                                                    #   the three speakers in one snakemake run, XTTS
 #                                                    #   synthesis included: longer than a device call,
 #                                                    #   so a call starts it in its own process session
-#                                                    #   and later calls follow it (device.sh)
+#                                                    #   and later calls follow it (device.sh);
+#                                                    #   SPEAKERS picks fewer of them
 #
 # All build production-size random-weight models (inputs.py models, which says how they are made to
 # stop): A XTTS-v2, YourTTS, SpeechT5 + HiFi-GAN, the x-vector and Whisper large-v3; B all but XTTS,
@@ -114,7 +115,7 @@ speaker_targets() {  # SPEAKER: its TTS scores and its evaluations of every cond
 if [ "$part" = full ]; then
   tiny=(); [ "$smoke" = 1 ] && tiny=(--tiny)
   python3 $here/inputs.py models "$work/models" "${tiny[@]}" || exit 1
-  mapfile -t targets < <(for spk in F0 M1 VirtualM3; do speaker_targets $spk; done)
+  mapfile -t targets < <(for spk in ${SPEAKERS:-F0 M1 VirtualM3}; do speaker_targets $spk; done)
   stamp "inputs built"
   run_snakemake "${targets[@]}"
 elif [ "$part" = tts ]; then
