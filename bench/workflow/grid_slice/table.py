@@ -45,6 +45,8 @@ from pathlib import Path
 
 REAL, VIRTUAL = 10, 10  # the grid's speakers (configs/genda2025_speakers.tsv)
 NOT_IN_GRID = {"import_speech"}
+# a virtual speaker (no gt) runs these rules' *_no_gt twins, whose benchmarks share the rule's folder
+STACKED_WITH_GT = ("finetune_stacked", "evaluate_stacked")
 UTTERANCE_COST = re.compile(r" INFO (.+): ([0-9.]+) s per utterance$", re.MULTILINE)
 SCORED = re.compile(r": (\d+) utterances, ([0-9.]+) s; enrollment")
 
@@ -147,7 +149,7 @@ def groups_of(kind: str) -> tuple[str, ...]:
     rule, *rest = kind.split("/")
     if rule.endswith("_no_gt"):
         return ("virtual",)
-    if "gt" in rest or rule in ("finetune_stacked", "evaluate_stacked", "prepare_gt"):
+    if "gt" in rest or rule in (*STACKED_WITH_GT, "prepare_gt"):
         return ("real",)
     return ("real", "virtual")
 
@@ -182,7 +184,10 @@ def report(parts: list[dict], exclude: set[str] = frozenset()) -> str:
     for part in parts:
         for job in part["jobs"]:
             group = part["speakers"].get(job["speaker"])
-            rules.setdefault(job["rule"], []).append(dict(job, group=group, part=part["part"]))
+            rule = job["rule"]
+            if group == "virtual" and rule in STACKED_WITH_GT:
+                rule += "_no_gt"  # the twin rule writes its benchmark into the same folder
+            rules.setdefault(rule, []).append(dict(job, rule=rule, group=group, part=part["part"]))
         samples += part["gpu_samples"]
     lines.append("| rule | jobs | wall (s) | job seconds | GPU-seconds | concurrency | peak GPU memory (GiB) |")
     lines.append("|---|---|---|---|---|---|---|")
@@ -203,7 +208,7 @@ def report(parts: list[dict], exclude: set[str] = frozenset()) -> str:
             concurrency = sum(j["s"] for j in projected) / busy
             grid_s = project(projected, notes)
             twin = f"{rule}_no_gt"
-            if rule in ("finetune_stacked", "evaluate_stacked") and twin not in rules:
+            if rule in STACKED_WITH_GT and twin not in rules:
                 # no virtual speaker's stack ran: the real speaker's (7 members; a virtual one has 6)
                 grid_s *= (REAL + VIRTUAL) / REAL
                 notes.append(f"{twin}: not measured; the real speakers' {rule} jobs stand in for the virtual "
@@ -314,19 +319,31 @@ def whole_run(parts: list[dict], projection: list[tuple]) -> list[str]:
         gpu = [(j["end"] - j["s"], j["end"]) for j in part["jobs"] if j["gpu"]]
         slice_s = sum(row[2] for row in projection)
         grid_s = sum(row[3] for row in projection)
-        speakers = len(part["speakers"])
+        speakers = {j["speaker"] for j in part["jobs"] if j["speaker"]}
         lines.append("")
+        unfinished = sorted(s for s in speakers if unfinished_stacks(part["jobs"], s))
+        if unfinished:
+            lines.append(f"Whole run (full part): wall {wall:.1f} s; {', '.join(unfinished)}: a stack without its "
+                         "evaluation (the run was stopped before its end?): no whole-run projection")
+            continue
         if not slice_s:
             lines.append(f"Whole run (full part): wall {wall:.1f} s; no GPU job ran (SMOKE=1 on the CPU?): no projection")
             continue
         scale = grid_s / slice_s
-        lines.append(f"Whole run (full part, {speakers} speakers at once): wall {wall:.1f} s, a GPU job running "
+        lines.append(f"Whole run (full part, {len(speakers)} speakers at once): wall {wall:.1f} s, a GPU job running "
                      f"{union_seconds(gpu):.1f} s of it; GPU-seconds {slice_s:.1f} in the slice, {grid_s:.0f} in "
                      f"the grid (x {scale:.2f})")
         lines.append(f"Whole grid on one GPU, packed as this run: {wall:.1f} s x {scale:.2f} = {wall * scale:.0f} s "
-                     f"= **{wall * scale / 3600:.2f} GPU-h** (by speakers alone, x {REAL + VIRTUAL}/{speakers}: "
-                     f"{wall * (REAL + VIRTUAL) / speakers / 3600:.2f} GPU-h)")
+                     f"= **{wall * scale / 3600:.2f} GPU-h** (by speakers alone, x {REAL + VIRTUAL}/{len(speakers)}: "
+                     f"{wall * (REAL + VIRTUAL) / len(speakers) / 3600:.2f} GPU-h)")
     return lines
+
+
+def unfinished_stacks(jobs: list[dict], speaker: str) -> bool:
+    """Whether a speaker's run ended short: no stack, or a stack (model size) without its evaluation."""
+    sizes = {rule: {j["job"] for j in jobs if j["speaker"] == speaker and j["rule"] == rule}
+             for rule in STACKED_WITH_GT}
+    return not sizes["finetune_stacked"] or sizes["finetune_stacked"] != sizes["evaluate_stacked"]
 
 
 def durations(part: dict) -> dict[str, float]:
