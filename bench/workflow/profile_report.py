@@ -1,10 +1,11 @@
 """Where a profiled run's step processes spent their time (bench/workflow/profile_steps.sh).
 
-    python bench/workflow/profile_report.py STACKS_DIR [--rule RULE] [--min-seconds 3]
+    python bench/workflow/profile_report.py STACKS_DIR [--rule RULE] [--min-seconds 3] [--rate-hz 50]
 
 STACKS_DIR holds one py-spy collapsed-stack file per step process, named `<step>.<pid>.txt`.
-Prints seconds of samples (50 Hz, the process on a CPU) by step, the import time by step and by
-the imported package that was being loaded, and each function's inclusive time per step.
+Prints seconds of samples (at --rate-hz, py-spy's rate; the process on a CPU) by step, the import
+time by step and by the imported package that was being loaded, and each function's inclusive time
+per step.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import collections
 import re
 from pathlib import Path
 
-RATE_HZ = 50.0
 FRAME = re.compile(r"(.*) \((.*?)(:\d+)?\)$")
 
 
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("stacks", type=Path)
     parser.add_argument("--rule", help="functions of this step only")
     parser.add_argument("--min-seconds", type=float, default=3.0, help="functions below this are left out")
+    parser.add_argument("--rate-hz", type=float, default=50.0, help="py-spy's sampling rate (profile_steps.sh: 50)")
     args = parser.parse_args()
 
     by_step, jobs = collections.Counter(), collections.Counter()
@@ -63,18 +64,18 @@ def main() -> None:
                 inclusive[(step, key)] += count
 
     total = sum(by_step.values())
-    print(f"samples: {total / RATE_HZ:.1f} s in {sum(jobs.values())} step processes")
+    print(f"samples: {total / args.rate_hz:.1f} s in {sum(jobs.values())} step processes")
     print("\n| step | processes | sampled (s) | of which imports (s) | imports per process (s) |")
     print("|---|---|---|---|---|")
     for step, count in by_step.most_common():
-        print(f"| {step} | {jobs[step]} | {count / RATE_HZ:.1f} | {imports[step] / RATE_HZ:.1f} "
-              f"| {imports[step] / RATE_HZ / jobs[step]:.2f} |")
-    print(f"\nimports by package being loaded ({sum(imports.values()) / RATE_HZ:.1f} s):")
+        print(f"| {step} | {jobs[step]} | {count / args.rate_hz:.1f} | {imports[step] / args.rate_hz:.1f} "
+              f"| {imports[step] / args.rate_hz / jobs[step]:.2f} |")
+    print(f"\nimports by package being loaded ({sum(imports.values()) / args.rate_hz:.1f} s):")
     for package, count in packages.most_common(12):
-        print(f"  {count / RATE_HZ:7.1f} s  {package}")
+        print(f"  {count / args.rate_hz:7.1f} s  {package}")
     print(f"\ninclusive time per step and function (>= {args.min_seconds} s):")
     for (step, (name, path)), count in inclusive.most_common():
-        seconds = count / RATE_HZ
+        seconds = count / args.rate_hz
         if seconds < args.min_seconds:
             break
         if (args.rule and step != args.rule) or name in ("", "_run_module_as_main", "_run_code") \
